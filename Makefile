@@ -1,0 +1,26 @@
+# Makefile for tenant_migrate (PGXS)
+
+EXTENSION = tenant_migrate
+MODULE_big = tenant_migrate
+OBJS = \
+	src/tenant_migrate.o \
+	src/rewrite.o \
+	src/scripts.o \
+	src/load.o \
+	src/registry.o \
+	src/runner.o \
+	src/status.o
+DATA = tenant_migrate--1.0.sql
+PGFILEDESC = "tenant_migrate - schema-per-tenant migrations inside PostgreSQL"
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(EXTRA_CFLAGS)
+SHLIB_LINK += -lcrypto
+
+# Every test suite starts its own throwaway server (run as a non-root user).
+REGRESS = install versions scripts rewrite lifecycle rollback status errors privileges load
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

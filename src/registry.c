@@ -1,0 +1,253 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/registry.c
+ *		Tenants: validating names, looking them up in public.tenant_registry,
+ *		create_tenant_schema() and tenant_set().
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "tenant_migrate.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+PG_FUNCTION_INFO_V1(create_tenant_schema);
+PG_FUNCTION_INFO_V1(tenant_set);
+
+/* The setting tenant_set() fills in for row level security policies */
+#define TM_TENANT_ID_SETTING	"app.current_tenant_id"
+
+/*---- Local functions ----*/
+
+static void check_tenant_key(const char *key);
+
+/*---- Names ----*/
+
+void
+tm_check_schema_name(const char *schema)
+{
+	if (schema[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_SCHEMA_NAME),
+				 errmsg("tenant schema name must not be empty"),
+				 errhint("Pass a tenant schema such as \"%sacme\".", tm_schema_prefix)));
+	if (strlen(schema) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("tenant schema name \"%s\" is too long", schema),
+				 errdetail("Schema names are at most %d bytes.", NAMEDATALEN - 1),
+				 errhint("Pass the schema name as it appears in tenant_registry.")));
+}
+
+static void
+check_tenant_key(const char *key)
+{
+	const char *p;
+
+	if (key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tenant key must not be empty"),
+				 errhint("Use a key such as \"org_acme\".")));
+	for (p = key; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_'))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid tenant key \"%s\"", key),
+					 errdetail("A tenant key may contain only letters, digits and underscores."),
+					 errhint("Use a key such as \"org_acme\".")));
+	}
+	if (strlen(tm_schema_prefix) + strlen(key) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("tenant schema name \"%s%s\" is too long", tm_schema_prefix, key),
+				 errdetail("The schema name (prefix \"%s\" and the key) must fit in %d bytes.",
+						   tm_schema_prefix, NAMEDATALEN - 1),
+				 errhint("Use a tenant key of at most %d bytes.",
+						 (int) (NAMEDATALEN - 1 - strlen(tm_schema_prefix)))));
+}
+
+/*---- Lookup ----*/
+
+void
+tm_tenant_lookup(const char *schema, TmTenant *tenant)
+{
+	Oid			argtype = TEXTOID;
+	Datum		arg;
+
+	tm_check_schema_name(schema);
+	if (strcmp(schema, TM_SHARED_SCHEMA) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("schema \"public\" is not a tenant"),
+				 errdetail("Shared migrations are applied to public once, not per tenant."),
+				 errhint("Use tenant_migrate_shared() for shared migrations.")));
+
+	arg = CStringGetTextDatum(schema);
+	tm_spi_exec("SELECT r.schema_name::text, r.tenant_key, r.status, n.oid"
+				"  FROM public.tenant_registry r"
+				"  LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = r.schema_name"
+				" WHERE r.schema_name = $1::name",
+				1, &argtype, &arg, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		char	   *guess = psprintf("%s%s", tm_schema_prefix, schema);
+
+		/* A tenant key instead of its schema is the likely mistake */
+		arg = CStringGetTextDatum(schema);
+		tm_spi_exec("SELECT schema_name::text FROM public.tenant_registry WHERE tenant_key = $1",
+					1, &argtype, &arg, NULL, SPI_OK_SELECT);
+		if (SPI_processed > 0)
+			guess = tm_spi_getstr(0, 1);
+		else
+			guess = NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("tenant \"%s\" does not exist", schema),
+				 guess ? errhint("Tenants are named by schema: did you mean \"%s\"?", guess) :
+				 errhint("Create it with create_tenant_schema(), or see the tenants in tenant_registry.")));
+	}
+
+	tenant->schema = tm_spi_getstr(0, 1);
+	tenant->key = tm_spi_getstr(0, 2);
+	tenant->status = tm_spi_getstr(0, 3);
+	tenant->nspoid = InvalidOid;
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+
+		if (!isnull)
+			tenant->nspoid = DatumGetObjectId(d);
+	}
+	if (!OidIsValid(tenant->nspoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("schema of tenant \"%s\" is missing", schema),
+				 errdetail("The tenant is registered in tenant_registry, but the schema does not exist."),
+				 errhint("Recreate the schema, or remove the tenant from tenant_registry.")));
+}
+
+/*---- SQL-callable ----*/
+
+/*
+ * create_tenant_schema(tenant_key text, display_name text DEFAULT NULL)
+ *		RETURNS name
+ *
+ * Creates the schema, registers it and applies every tenant migration, all
+ * in the caller's transaction: an error leaves nothing behind.
+ */
+Datum
+create_tenant_schema(PG_FUNCTION_ARGS)
+{
+	char	   *key;
+	char	   *schema;
+	Oid			nspoid;
+	Name		result;
+	TmKeepSet  *keep;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant_key must not be null"),
+				 errhint("Use a key such as \"org_acme\".")));
+	key = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	check_tenant_key(key);
+	schema = psprintf("%s%s", tm_schema_prefix, key);
+	if (strcmp(schema, TM_SHARED_SCHEMA) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RESERVED_NAME),
+				 errmsg("tenant key \"%s\" would make the tenant schema public", key),
+				 errhint("Use another tenant key, or set tenant_migrate.schema_prefix.")));
+
+	result = (Name) palloc0(NAMEDATALEN);
+	namestrcpy(result, schema);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	values[0] = CStringGetTextDatum(schema);
+	values[1] = CStringGetTextDatum(key);
+	tm_spi_exec("SELECT schema_name::text FROM public.tenant_registry"
+				" WHERE schema_name = $1::name OR tenant_key = $2",
+				2, argtypes, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_SCHEMA),
+				 errmsg("tenant \"%s\" already exists", key),
+				 errdetail("It is registered as schema \"%s\".", tm_spi_getstr(0, 1)),
+				 errhint("Use another tenant key, or migrate the existing tenant with tenant_migrate().")));
+	if (OidIsValid(get_namespace_oid(schema, true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_SCHEMA),
+				 errmsg("schema \"%s\" already exists", schema),
+				 errdetail("The schema exists but is not registered as a tenant."),
+				 errhint("Use another tenant key, or drop the schema first.")));
+
+	tm_spi_exec(psprintf("CREATE SCHEMA %s", quote_identifier(schema)),
+				0, NULL, NULL, NULL, SPI_OK_UTILITY);
+	nspoid = get_namespace_oid(schema, false);
+
+	if (!PG_ARGISNULL(1))
+		values[2] = PointerGetDatum(PG_GETARG_TEXT_PP(1));
+	else
+		nulls[2] = 'n';
+	tm_spi_exec("INSERT INTO public.tenant_registry (schema_name, tenant_key, display_name)"
+				" VALUES ($1::name, $2, $3)",
+				3, argtypes, values, nulls, SPI_OK_INSERT);
+
+	keep = tm_keepset_build();
+	(void) tm_apply_pending(schema, nspoid, false, NULL, keep);
+
+	SPI_finish();
+	PG_RETURN_NAME(result);
+}
+
+/*
+ * tenant_set(tenant_schema text, is_local boolean DEFAULT false)
+ *
+ * search_path = tenant, public and app.current_tenant_id = its key, for the
+ * session or (is_local) the transaction, as set_config() would.
+ */
+Datum
+tenant_set(PG_FUNCTION_ARGS)
+{
+	char	   *schema;
+	bool		is_local = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
+	TmTenant	tenant;
+	char	   *path;
+	char	   *key;
+	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
+	GucContext	context = superuser() ? PGC_SUSET : PGC_USERSET;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant_schema must not be null"),
+				 errhint("Pass a tenant schema such as \"%sacme\".", tm_schema_prefix)));
+	schema = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	tm_tenant_lookup(schema, &tenant);
+	path = psprintf("%s, public", quote_identifier(tenant.schema));
+	key = pstrdup(tenant.key ? tenant.key : "");
+
+	(void) set_config_option("search_path", path, context, PGC_S_SESSION,
+							 action, true, 0, false);
+	(void) set_config_option(TM_TENANT_ID_SETTING, key, context, PGC_S_SESSION,
+							 action, true, 0, false);
+	SPI_finish();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,637 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/runner.c
+ *		Applying and reverting migrations for one schema: tenant_migrate(),
+ *		tenant_migrate_shared(), tenant_rollback().
+ *
+ * Transactions and locking protocol
+ * ---------------------------------
+ * Everything here runs in the caller's transaction; a fleet run gives each
+ * tenant a transaction of its own and calls the same functions inside it.
+ *
+ * 1. Before reading what a schema has applied, take the transaction-level
+ *    advisory lock (TM_LOCK_KEY1, schema OID) -- pg_advisory_xact_lock with
+ *    two int4 keys, so pg_locks shows it.  tenant_migrate and
+ *    tenant_rollback wait for it; concurrent calls on one schema therefore
+ *    serialize, and the second one reads the first one's committed history
+ *    (a new snapshot per query under READ COMMITTED) and applies nothing
+ *    twice.  The lock is released when the transaction ends.
+ * 2. Every check (dependencies, down scripts, malformed or refused SQL) is
+ *    done for all scripts of the call before the first one runs.
+ * 3. Each script runs at a new GUC nesting level with search_path set to
+ *    the tenant then public (public alone for shared scripts) and
+ *    lock_timeout set to tenant_migrate.lock_timeout; its statements run
+ *    one by one through SPI.  On success AtEOXact_GUC restores both
+ *    settings; on error the abort of the (sub)transaction does.
+ * 4. An error is re-thrown with its SQLSTATE, its message prefixed with the
+ *    tenant and version, and the failing statement in the detail.  Nothing
+ *    is caught and carried on with: the caller's transaction (or the fleet
+ *    run's per-tenant transaction) is what undoes a failed tenant.
+ * 5. The history row (public.tenant_migrations) and the audit row
+ *    (public.tenant_migration_log) are written by one statement right after
+ *    the script, in the same transaction as the script itself.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "tenant_migrate.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(tenant_migrate);
+PG_FUNCTION_INFO_V1(tenant_migrate_shared);
+PG_FUNCTION_INFO_V1(tenant_rollback);
+
+/* An applied migration, as tm_revert() sees it */
+typedef struct TmApplied
+{
+	char	   *version;
+	char	   *name;
+	TmScript   *down;			/* NULL if there is no down script */
+	bool		rendered;		/* down is already rewritten for the schema */
+} TmApplied;
+
+/*---- Local functions ----*/
+
+static double run_script(const TmScript *script, const char *schema,
+						 bool rewrite, bool shared, const char *version,
+						 const char *name, const char *action);
+static void check_dependencies(const char *schema, bool shared, List *pending);
+static void check_target(const char *target, bool shared);
+static int	pending_cmp(const ListCell *a, const ListCell *b);
+static int	applied_cmp_desc(const ListCell *a, const ListCell *b);
+static void put_steps(FunctionCallInfo fcinfo, List *steps);
+static char *arg_cstring(FunctionCallInfo fcinfo, int argno);
+static Oid	public_namespace(void);
+
+/*---- Locks and settings ----*/
+
+bool
+tm_lock_schema(Oid nspoid, bool dontwait)
+{
+	LOCKTAG		tag;
+
+	/* the same lock as pg_advisory_xact_lock(TM_LOCK_KEY1, nspoid) */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_LOCK_KEY1, (uint32) nspoid, 2);
+	return LockAcquire(&tag, ExclusiveLock, false, dontwait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+char *
+tm_search_path_for(const char *schema, bool shared)
+{
+	if (shared)
+		return pstrdup(TM_SHARED_SCHEMA);
+	return psprintf("%s, %s", quote_identifier(schema), TM_SHARED_SCHEMA);
+}
+
+/*---- Pending scripts ----*/
+
+static int
+pending_cmp(const ListCell *a, const ListCell *b)
+{
+	TmPending  *pa = (TmPending *) lfirst(a);
+	TmPending  *pb = (TmPending *) lfirst(b);
+
+	return tm_version_qsort_cmp(&pa->version, &pb->version);
+}
+
+List *
+tm_pending_scripts(const char *schema, bool shared, const char *target,
+				   const TmKeepSet *keep)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	List	   *pending = NIL;
+	uint64		i;
+	uint64		n;
+	SPITupleTable *tuptable;
+
+	values[0] = CStringGetTextDatum(schema);
+	values[1] = CStringGetTextDatum(shared ? TM_SCOPE_SHARED : TM_SCOPE_TENANT);
+	tm_spi_exec("SELECT s.version, s.name, s.checksum, s.up_sql, s.down_sql, s.depends_on"
+				"  FROM public.tenant_migration_scripts s"
+				" WHERE s.scope = $2"
+				"   AND NOT EXISTS (SELECT 1 FROM public.tenant_migrations m"
+				"                    WHERE m.tenant_schema = $1::name AND m.version = s.version)",
+				2, argtypes, values, NULL, SPI_OK_SELECT);
+	tuptable = SPI_tuptable;
+	n = SPI_processed;
+
+	for (i = 0; i < n; i++)
+	{
+		TmPending  *p = palloc0(sizeof(TmPending));
+		HeapTuple	tup = tuptable->vals[i];
+		TupleDesc	desc = tuptable->tupdesc;
+		bool		isnull;
+		Datum		deps;
+
+		p->version = SPI_getvalue(tup, desc, 1);
+		if (target != NULL && tm_version_cmp(p->version, target) > 0)
+			continue;
+		p->name = SPI_getvalue(tup, desc, 2);
+		p->checksum = SPI_getvalue(tup, desc, 3);
+		p->up_sql = SPI_getvalue(tup, desc, 4);
+		p->down_sql = SPI_getvalue(tup, desc, 5);
+		deps = SPI_getbinval(tup, desc, 6, &isnull);
+		p->depends_on = isnull ? NIL :
+			tm_text_array_to_list(DatumGetArrayTypeP(deps), "depends_on");
+		pending = lappend(pending, p);
+	}
+	list_sort(pending, pending_cmp);
+
+	/* Parse, check and find the spans of every script before any runs */
+	{
+		ListCell   *lc;
+
+		foreach(lc, pending)
+		{
+			TmPending  *p = (TmPending *) lfirst(lc);
+
+			p->up = tm_script_compile(p->up_sql, shared ? NULL : keep,
+									  psprintf("up script of migration %s (%s)", p->version, p->name));
+			if (p->down_sql != NULL)
+				p->down = tm_script_compile(p->down_sql, shared ? NULL : keep,
+											psprintf("down script of migration %s (%s)", p->version, p->name));
+		}
+	}
+	return pending;
+}
+
+/*
+ * Every dependency of a pending script must be applied to this schema, be
+ * a shared script applied to public, or come earlier in this batch.
+ */
+static void
+check_dependencies(const char *schema, bool shared, List *pending)
+{
+	ListCell   *lc;
+	List	   *done = NIL;
+	bool		any = false;
+	Oid			argtype = TEXTOID;
+	Datum		arg = CStringGetTextDatum(schema);
+	uint64		i;
+
+	foreach(lc, pending)
+		if (((TmPending *) lfirst(lc))->depends_on != NIL)
+			any = true;
+	if (!any)
+		return;
+
+	tm_spi_exec("SELECT version FROM public.tenant_migrations"
+				" WHERE tenant_schema = $1::name OR tenant_schema = 'public'",
+				1, &argtype, &arg, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+		done = lappend(done, tm_spi_getstr(i, 1));
+
+	foreach(lc, pending)
+	{
+		TmPending  *p = (TmPending *) lfirst(lc);
+		ListCell   *dc;
+
+		foreach(dc, p->depends_on)
+		{
+			char	   *dep = (char *) lfirst(dc);
+			ListCell   *x;
+			bool		found = false;
+
+			foreach(x, done)
+				if (strcmp((char *) lfirst(x), dep) == 0)
+					found = true;
+			if (found)
+				continue;
+
+			arg = CStringGetTextDatum(dep);
+			tm_spi_exec("SELECT scope FROM public.tenant_migration_scripts WHERE version = $1",
+						1, &argtype, &arg, NULL, SPI_OK_SELECT);
+			if (SPI_processed > 0 && !shared &&
+				strcmp(tm_spi_getstr(0, 1), TM_SCOPE_SHARED) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("migration %s depends on shared migration %s, which is not applied",
+								p->version, dep),
+						 errhint("Apply shared migrations first with tenant_migrate_shared().")));
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("migration %s depends on migration %s, which is not applied to \"%s\"",
+							p->version, dep, schema),
+					 SPI_processed == 0 ?
+					 errdetail("Version %s is not registered.", dep) :
+					 errdetail("Version %s would not be applied before %s in this run.", dep, p->version),
+					 errhint("Apply version %s first, or raise target_version so that it is included.", dep)));
+		}
+		done = lappend(done, p->version);
+	}
+}
+
+/* target_version must be a registered version of the scope being applied */
+static void
+check_target(const char *target, bool shared)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	if (target == NULL)
+		return;
+	values[0] = CStringGetTextDatum(target);
+	values[1] = CStringGetTextDatum(shared ? TM_SCOPE_SHARED : TM_SCOPE_TENANT);
+	tm_spi_exec("SELECT 1 FROM public.tenant_migration_scripts WHERE version = $1 AND scope = $2",
+				2, argtypes, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("target version %s is not a registered %s migration",
+						target, shared ? TM_SCOPE_SHARED : TM_SCOPE_TENANT),
+				 errhint("See the registered versions in tenant_migration_scripts.")));
+}
+
+/*---- Running one script ----*/
+
+/*
+ * Runs a compiled script's statements in schema (see the protocol above)
+ * and returns how long it took in milliseconds.  rewrite: splice the
+ * tenant schema into the script's spans while rendering.
+ */
+static double
+run_script(const TmScript *script, const char *schema, bool rewrite,
+		   bool shared, const char *version, const char *name,
+		   const char *action)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	GucContext	context = superuser() ? PGC_SUSET : PGC_USERSET;
+	instr_time	start,
+				elapsed;
+	int			nestlevel;
+	int			i;
+
+	INSTR_TIME_SET_CURRENT(start);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", tm_search_path_for(schema, shared),
+							 context, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (tm_lock_timeout > 0)
+	{
+		char		buf[32];
+
+		snprintf(buf, sizeof(buf), "%d", tm_lock_timeout);
+		(void) set_config_option("lock_timeout", buf, context, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
+
+	for (i = 0; i < script->nstmts; i++)
+	{
+		char	   *sql = tm_script_render(script, i, rewrite ? schema : NULL);
+
+		PG_TRY();
+		{
+			int			rc = SPI_execute(sql, false, 0);
+
+			if (rc < 0)
+				elog(ERROR, "SPI_execute failed (%s)", SPI_result_code_string(rc));
+			SPI_freetuptable(SPI_tuptable);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+			char	   *stmt = tm_statement_snippet(sql, 0, strlen(sql));
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			edata->message = psprintf("%s of migration %s (%s) failed on %s \"%s\": %s",
+									  strcmp(action, "down") == 0 ? "rollback" : "apply",
+									  version, name,
+									  shared ? "schema" : "tenant", schema,
+									  edata->message);
+			edata->detail = edata->detail ?
+				psprintf("Statement %d of %d: %s\n%s", i + 1, script->nstmts, stmt, edata->detail) :
+				psprintf("Statement %d of %d: %s", i + 1, script->nstmts, stmt);
+			ReThrowError(edata);
+		}
+		PG_END_TRY();
+		pfree(sql);
+	}
+
+	AtEOXact_GUC(true, nestlevel);
+	INSTR_TIME_SET_CURRENT(elapsed);
+	INSTR_TIME_SUBTRACT(elapsed, start);
+	return INSTR_TIME_GET_MILLISEC(elapsed);
+}
+
+/*---- Applying ----*/
+
+List *
+tm_apply_pending(const char *schema, Oid nspoid, bool shared,
+				 const char *target, const TmKeepSet *keep)
+{
+	List	   *pending;
+	List	   *steps = NIL;
+	ListCell   *lc;
+
+	check_target(target, shared);
+	(void) tm_lock_schema(nspoid, false);
+	pending = tm_pending_scripts(schema, shared, target, keep);
+	check_dependencies(schema, shared, pending);
+
+	foreach(lc, pending)
+	{
+		TmPending  *p = (TmPending *) lfirst(lc);
+		TmStep	   *step = palloc(sizeof(TmStep));
+		TimestampTz started = GetCurrentTimestamp();
+		char	   *rollback_sql = p->down ? tm_script_render(p->down, -1, shared ? NULL : schema) : NULL;
+		Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, TIMESTAMPTZOID};
+		Datum		values[7];
+		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+		step->version = p->version;
+		step->name = p->name;
+		step->duration_ms = run_script(p->up, schema, !shared, shared,
+									   p->version, p->name, "up");
+
+		values[0] = CStringGetTextDatum(schema);
+		values[1] = CStringGetTextDatum(p->version);
+		values[2] = CStringGetTextDatum(p->name);
+		values[3] = CStringGetTextDatum(p->checksum);
+		values[4] = rollback_sql ? CStringGetTextDatum(rollback_sql) : (Datum) 0;
+		nulls[4] = rollback_sql ? ' ' : 'n';
+		values[5] = Float8GetDatum(step->duration_ms);
+		values[6] = TimestampTzGetDatum(started);
+		tm_spi_exec("WITH applied AS ("
+					"  INSERT INTO public.tenant_migrations"
+					"    (tenant_schema, version, name, checksum, rollback_sql, duration_ms)"
+					"  VALUES ($1::name, $2, $3, $4, $5, $6))"
+					" INSERT INTO public.tenant_migration_log"
+					"   (tenant_schema, version, action, status, started_at, duration_ms)"
+					" VALUES ($1::name, $2, 'up', 'ok', $7, $6)",
+					7, argtypes, values, nulls, SPI_OK_INSERT);
+		steps = lappend(steps, step);
+	}
+	return steps;
+}
+
+/*---- Reverting ----*/
+
+static int
+applied_cmp_desc(const ListCell *a, const ListCell *b)
+{
+	TmApplied  *pa = (TmApplied *) lfirst(a);
+	TmApplied  *pb = (TmApplied *) lfirst(b);
+
+	return -tm_version_qsort_cmp(&pa->version, &pb->version);
+}
+
+List *
+tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
+		  const TmKeepSet *keep)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		values[2];
+	List	   *applied = NIL;
+	List	   *revert = NIL;
+	List	   *steps = NIL;
+	ListCell   *lc;
+	uint64		i;
+	uint64		n;
+	SPITupleTable *tuptable;
+	Datum	   *versions;
+	int			nversions = 0;
+
+	(void) tm_lock_schema(nspoid, false);
+
+	values[0] = CStringGetTextDatum(schema);
+	tm_spi_exec("SELECT m.version, m.name, m.rollback_sql, s.down_sql"
+				"  FROM public.tenant_migrations m"
+				"  LEFT JOIN public.tenant_migration_scripts s ON s.version = m.version"
+				" WHERE m.tenant_schema = $1::name",
+				1, argtypes, values, NULL, SPI_OK_SELECT);
+	tuptable = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		TmApplied  *a = palloc0(sizeof(TmApplied));
+		char	   *recorded = SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 3);
+		char	   *down = SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 4);
+
+		a->version = SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 1);
+		a->name = SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 2);
+		/*
+		 * The down script as rewritten when applied; if none was recorded
+		 * but one has been registered since, rewrite that one now.
+		 */
+		if (recorded != NULL)
+		{
+			a->down = tm_script_compile(recorded, NULL,
+										psprintf("recorded rollback of migration %s (%s)", a->version, a->name));
+			a->rendered = true;
+		}
+		else if (down != NULL)
+			a->down = tm_script_compile(down, shared ? NULL : keep,
+										psprintf("down script of migration %s (%s)", a->version, a->name));
+		applied = lappend(applied, a);
+	}
+	list_sort(applied, applied_cmp_desc);
+
+	foreach(lc, applied)
+	{
+		TmApplied  *a = (TmApplied *) lfirst(lc);
+
+		if (target == NULL ? revert != NIL : tm_version_cmp(a->version, target) <= 0)
+			break;
+		revert = lappend(revert, a);
+	}
+	if (revert == NIL)
+		return NIL;
+
+	/* Check everything before running anything */
+	versions = palloc(sizeof(Datum) * list_length(revert));
+	foreach(lc, revert)
+	{
+		TmApplied  *a = (TmApplied *) lfirst(lc);
+
+		if (a->down == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("migration %s (%s) of \"%s\" has no down script", a->version, a->name, schema),
+					 errdetail("Nothing was rolled back."),
+					 errhint("Register a down script for version %s with tenant_migration_add() (same up_sql), then roll back again.",
+							 a->version)));
+		versions[nversions++] = CStringGetTextDatum(a->version);
+	}
+	values[1] = PointerGetDatum(construct_array(versions, nversions, TEXTOID, -1, false, TYPALIGN_INT));
+	tm_spi_exec("SELECT m.tenant_schema::text, m.version, d.dep"
+				"  FROM public.tenant_migrations m"
+				"  JOIN public.tenant_migration_scripts s ON s.version = m.version"
+				"  CROSS JOIN LATERAL pg_catalog.unnest(s.depends_on) AS d(dep)"
+				" WHERE d.dep = ANY ($2)"
+				"   AND NOT (m.tenant_schema = $1::name AND m.version = ANY ($2))"
+				" LIMIT 1",
+				2, argtypes, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot roll back migration %s: migration %s of \"%s\" depends on it",
+						tm_spi_getstr(0, 3), tm_spi_getstr(0, 2), tm_spi_getstr(0, 1)),
+				 errdetail("Nothing was rolled back."),
+				 errhint("Roll back migration %s of \"%s\" first.", tm_spi_getstr(0, 2), tm_spi_getstr(0, 1))));
+
+	foreach(lc, revert)
+	{
+		TmApplied  *a = (TmApplied *) lfirst(lc);
+		TmStep	   *step = palloc(sizeof(TmStep));
+		TimestampTz started = GetCurrentTimestamp();
+		Oid			logtypes[4] = {TEXTOID, TEXTOID, FLOAT8OID, TIMESTAMPTZOID};
+		Datum		logvalues[4];
+
+		step->version = a->version;
+		step->name = a->name;
+		step->duration_ms = run_script(a->down, schema, !shared && !a->rendered,
+									   shared, a->version, a->name, "down");
+
+		logvalues[0] = CStringGetTextDatum(schema);
+		logvalues[1] = CStringGetTextDatum(a->version);
+		logvalues[2] = Float8GetDatum(step->duration_ms);
+		logvalues[3] = TimestampTzGetDatum(started);
+		tm_spi_exec("WITH reverted AS ("
+					"  DELETE FROM public.tenant_migrations"
+					"   WHERE tenant_schema = $1::name AND version = $2)"
+					" INSERT INTO public.tenant_migration_log"
+					"   (tenant_schema, version, action, status, started_at, duration_ms)"
+					" VALUES ($1::name, $2, 'down', 'ok', $4, $3)",
+					4, logtypes, logvalues, NULL, SPI_OK_INSERT);
+		steps = lappend(steps, step);
+	}
+	return steps;
+}
+
+/*---- SQL-callable ----*/
+
+static char *
+arg_cstring(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+static Oid
+public_namespace(void)
+{
+	Oid			oid = get_namespace_oid(TM_SHARED_SCHEMA, true);
+
+	if (!OidIsValid(oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("schema \"public\" does not exist"),
+				 errhint("Shared migrations are applied to public; create it first.")));
+	return oid;
+}
+
+/* The SRFs return (version, name, duration_ms) rows */
+static void
+put_steps(FunctionCallInfo fcinfo, List *steps)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ListCell   *lc;
+
+	foreach(lc, steps)
+	{
+		TmStep	   *s = (TmStep *) lfirst(lc);
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = CStringGetTextDatum(s->version);
+		values[1] = CStringGetTextDatum(s->name);
+		values[2] = Float8GetDatum(s->duration_ms);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+}
+
+/* The tenant_schema argument; ERROR if NULL */
+static char *
+schema_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant_schema must not be null"),
+				 errhint("Pass a tenant schema such as \"%sacme\".", tm_schema_prefix)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(0));
+}
+
+/* tenant_migrate(tenant_schema text, target_version text DEFAULT NULL) */
+Datum
+tenant_migrate(PG_FUNCTION_ARGS)
+{
+	char	   *schema = schema_arg(fcinfo);
+	char	   *target = arg_cstring(fcinfo, 1);
+	TmTenant	tenant;
+	TmKeepSet  *keep;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (target != NULL)
+		tm_version_check(target, "target version");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	tm_tenant_lookup(schema, &tenant);
+	keep = tm_keepset_build();
+	put_steps(fcinfo, tm_apply_pending(tenant.schema, tenant.nspoid, false, target, keep));
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* tenant_migrate_shared(target_version text DEFAULT NULL) */
+Datum
+tenant_migrate_shared(PG_FUNCTION_ARGS)
+{
+	char	   *target = arg_cstring(fcinfo, 0);
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (target != NULL)
+		tm_version_check(target, "target version");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	put_steps(fcinfo, tm_apply_pending(TM_SHARED_SCHEMA, public_namespace(), true, target, NULL));
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * tenant_rollback(tenant_schema text, target_version text DEFAULT NULL)
+ *
+ * 'public' as the schema rolls back shared migrations.
+ */
+Datum
+tenant_rollback(PG_FUNCTION_ARGS)
+{
+	char	   *schema = schema_arg(fcinfo);
+	char	   *target = arg_cstring(fcinfo, 1);
+	List	   *steps;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (target != NULL)
+		tm_version_check(target, "target version");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (strcmp(schema, TM_SHARED_SCHEMA) == 0)
+		steps = tm_revert(TM_SHARED_SCHEMA, public_namespace(), true, target, NULL);
+	else
+	{
+		TmTenant	tenant;
+
+		tm_tenant_lookup(schema, &tenant);
+		steps = tm_revert(tenant.schema, tenant.nspoid, false, target, tm_keepset_build());
+	}
+	put_steps(fcinfo, steps);
+	SPI_finish();
+	return (Datum) 0;
+}

@@ -1,0 +1,151 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/status.c
+ *		Looking without touching: tenant_migration_plan() and
+ *		tenant_migration_status() (the tenant_migration_overview view sums
+ *		the latter up in SQL).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "tenant_migrate.h"
+
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+
+PG_FUNCTION_INFO_V1(tenant_migration_plan);
+PG_FUNCTION_INFO_V1(tenant_migration_status);
+
+/*
+ * One set-based query for every tenant: status must stay fast with tens of
+ * thousands of them.  The newest log entry per tenant comes from the
+ * (tenant_schema, id) index; last_error is its error if it failed.
+ */
+static const char *status_query =
+"WITH total AS ("
+"  SELECT pg_catalog.count(*)::int AS n"
+"    FROM public.tenant_migration_scripts WHERE scope = 'tenant')"
+" SELECT r.schema_name, r.tenant_key, r.status, a.current_version,"
+"        COALESCE(a.applied, 0), t.n - COALESCE(a.applied, 0),"
+"        CASE WHEN l.status = 'failed' THEN l.error END, l.started_at"
+"   FROM public.tenant_registry r"
+"  CROSS JOIN total t"
+"   LEFT JOIN LATERAL ("
+"        SELECT pg_catalog.count(*)::int AS applied,"
+"               (pg_catalog.array_agg(m.version ORDER BY public.tenant_version_key(m.version) DESC,"
+"                                     m.version DESC))[1] AS current_version"
+"          FROM public.tenant_migrations m"
+"         WHERE m.tenant_schema = r.schema_name) a ON true"
+"   LEFT JOIN LATERAL ("
+"        SELECT g.status, g.error, g.started_at"
+"          FROM public.tenant_migration_log g"
+"         WHERE g.tenant_schema = r.schema_name"
+"         ORDER BY g.id DESC LIMIT 1) l ON true"
+"  WHERE $1::name IS NULL OR r.schema_name = $1::name"
+"  ORDER BY r.schema_name";
+
+/*
+ * tenant_migration_plan(tenant_schema text, target_version text DEFAULT NULL)
+ *		RETURNS TABLE(version text, name text, sql text)
+ *
+ * 'public' shows the pending shared scripts, which run as written.
+ */
+Datum
+tenant_migration_plan(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *schema;
+	char	   *target = NULL;
+	bool		shared;
+	List	   *pending;
+	ListCell   *lc;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant_schema must not be null"),
+				 errhint("Pass a tenant schema such as \"%sacme\".", tm_schema_prefix)));
+	schema = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!PG_ARGISNULL(1))
+	{
+		target = text_to_cstring(PG_GETARG_TEXT_PP(1));
+		tm_version_check(target, "target version");
+	}
+	shared = (strcmp(schema, TM_SHARED_SCHEMA) == 0);
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (!shared)
+	{
+		TmTenant	tenant;
+
+		tm_tenant_lookup(schema, &tenant);
+		schema = tenant.schema;
+	}
+	pending = tm_pending_scripts(schema, shared, target,
+								 shared ? NULL : tm_keepset_build());
+	foreach(lc, pending)
+	{
+		TmPending  *p = (TmPending *) lfirst(lc);
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = CStringGetTextDatum(p->version);
+		values[1] = CStringGetTextDatum(p->name);
+		values[2] = CStringGetTextDatum(tm_script_render(p->up, -1, shared ? NULL : schema));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * tenant_migration_status(tenant text DEFAULT NULL)
+ *		RETURNS TABLE(tenant_schema name, tenant_key text, status text,
+ *					  current_version text, applied integer, pending integer,
+ *					  last_error text, last_attempt_at timestamptz)
+ */
+Datum
+tenant_migration_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			argtype = TEXTOID;
+	Datum		arg = (Datum) 0;
+	char		argnull = PG_ARGISNULL(0) ? 'n' : ' ';
+	uint64		i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (!PG_ARGISNULL(0))
+		arg = PointerGetDatum(PG_GETARG_TEXT_PP(0));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	tm_spi_exec(status_query, 1, &argtype, &arg, &argnull, SPI_OK_SELECT);
+
+	/* a named tenant that is not there gets the usual error and hint */
+	if (SPI_processed == 0 && !PG_ARGISNULL(0))
+	{
+		TmTenant	tenant;
+
+		tm_tenant_lookup(TextDatumGetCString(arg), &tenant);
+	}
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		Datum		values[8];
+		bool		nulls[8];
+		int			c;
+
+		for (c = 0; c < 8; c++)
+			values[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+									  c + 1, &nulls[c]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}

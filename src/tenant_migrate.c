@@ -1,0 +1,201 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/tenant_migrate.c
+ *		Module initialization, settings and the small SPI helpers every
+ *		other file uses.
+ *
+ * Design in one paragraph: migration scripts are stored in
+ * public.tenant_migration_scripts.  To apply them to a tenant, each script
+ * is parsed with the server's own parser (to split it into statements and
+ * refuse what cannot run in a migration) and lexed with the server's own
+ * lexer (to find the "public" qualifiers to replace by the tenant schema),
+ * see rewrite.c.  runner.c then runs the statements with SPI under the
+ * tenant's advisory lock, with search_path and lock_timeout set at a new
+ * GUC nesting level, and records the result in public.tenant_migrations and
+ * public.tenant_migration_log.  Everything one call does happens in the
+ * caller's transaction, so an error leaves the tenant exactly as before.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "tenant_migrate.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/varlena.h"
+#include "catalog/pg_type_d.h"
+
+PG_MODULE_MAGIC;
+
+/*---- Settings ----*/
+
+char	   *tm_schema_prefix = NULL;
+char	   *tm_shared_objects = NULL;
+int			tm_lock_timeout = 5000;
+int			tm_lock_retries = 3;
+int			tm_progress_interval = 10;
+
+void		_PG_init(void);
+
+/*---- Local functions ----*/
+
+static bool check_schema_prefix(char **newval, void **extra, GucSource source);
+static bool check_shared_objects(char **newval, void **extra, GucSource source);
+
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("tenant_migrate.schema_prefix",
+							   gettext_noop("Prefix of tenant schema names: the schema of tenant key k is prefix || k."),
+							   gettext_noop("May contain only letters, digits and underscores."),
+							   &tm_schema_prefix,
+							   "tenant_",
+							   PGC_SUSET,
+							   0,
+							   check_schema_prefix,
+							   NULL,
+							   NULL);
+
+	DefineCustomStringVariable("tenant_migrate.shared_objects",
+							   gettext_noop("Comma-separated names of objects in public that tenant migrations keep referring to as public."),
+							   gettext_noop("public.name qualifiers for these names are not rewritten to the tenant schema."),
+							   &tm_shared_objects,
+							   "",
+							   PGC_USERSET,
+							   GUC_LIST_INPUT,
+							   check_shared_objects,
+							   NULL,
+							   NULL);
+
+	DefineCustomIntVariable("tenant_migrate.lock_timeout",
+							gettext_noop("lock_timeout applied to each migration, so one that waits on a busy table fails fast."),
+							gettext_noop("0 turns it off."),
+							&tm_lock_timeout,
+							5000,
+							0,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL,
+							NULL,
+							NULL);
+
+	DefineCustomIntVariable("tenant_migrate.lock_retries",
+							gettext_noop("How many times a fleet run retries a tenant whose migration hit the lock timeout."),
+							NULL,
+							&tm_lock_retries,
+							3,
+							0,
+							100,
+							PGC_USERSET,
+							0,
+							NULL,
+							NULL,
+							NULL);
+
+	DefineCustomIntVariable("tenant_migrate.progress_interval",
+							gettext_noop("Seconds between progress notices of a fleet run."),
+							gettext_noop("0 turns progress notices off."),
+							&tm_progress_interval,
+							10,
+							0,
+							86400,
+							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL,
+							NULL,
+							NULL);
+
+	MarkGUCPrefixReserved("tenant_migrate");
+}
+
+/*
+ * The prefix ends up inside identifiers and, via regclass literals, inside
+ * string literals; letters, digits and underscores need no escaping in
+ * either, so that is all we allow.
+ */
+static bool
+check_schema_prefix(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	for (p = *newval; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_'))
+		{
+			GUC_check_errdetail("The schema prefix may contain only letters, digits and underscores.");
+			return false;
+		}
+	}
+	if (strlen(*newval) >= NAMEDATALEN - 1)
+	{
+		GUC_check_errdetail("The schema prefix must leave room for a tenant key in %d bytes.",
+							NAMEDATALEN - 1);
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_shared_objects(char **newval, void **extra, GucSource source)
+{
+	char	   *raw = pstrdup(*newval);
+	List	   *names;
+	bool		ok = SplitIdentifierString(raw, ',', &names);
+
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	list_free(names);
+	pfree(raw);
+	return ok;
+}
+
+/*---- SPI helpers ----*/
+
+void
+tm_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
+			const char *nulls, int expect_rc)
+{
+	int			rc;
+
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+	if (rc != expect_rc)
+		elog(ERROR, "SPI_execute_with_args failed (%s) for query: %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+char *
+tm_spi_getstr(uint64 row, int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+List *
+tm_text_array_to_list(ArrayType *arr, const char *what)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	List	   *result = NIL;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what)));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain null elements", what)));
+		result = lappend(result, TextDatumGetCString(elems[i]));
+	}
+	return result;
+}

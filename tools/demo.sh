@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# tools/demo.sh — shows tenant_migrate working end to end on a throwaway
+# cluster: builds and installs the extension, creates a fresh cluster in
+# /tmp/tenant_migrate-demo (wiping the one an earlier run left), loads the
+# repository's migrations/ folder, creates three tenants, rolls one back and
+# migrates it again, prints status along the way (every statement is echoed
+# before its result), then stops the cluster and leaves its data for a look.
+#
+#   bash tools/demo.sh
+#
+# Exits non-zero if any step fails.
+set -euo pipefail
+
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+demo=/tmp/tenant_migrate-demo
+data=$demo/data
+log=$demo/server.log
+first_port=5497
+
+tm_require_root
+bash "$TM_SRC/tools/deps.sh"
+[ -d "$TM_SRC/migrations" ] || tm_die "no migrations/ folder in $TM_SRC"
+
+# The compiler's output is no part of the demo: keep it in a file, shown only
+# if the build fails.
+build=$(tm_prepare_build demo)
+if ! { tm_build "$build" && tm_install "$build"; } >"$build/build.log" 2>&1; then
+	cat "$build/build.log" >&2
+	tm_die "build failed; build directory kept: $build"
+fi
+tm_say "built and installed the extension"
+rm -rf "$build"
+
+# A previous demo's server may still be up (an interrupted run): stop it
+# before wiping its files.
+if [ -f "$data/postmaster.pid" ]; then
+	tm_say "stopping the previous demo cluster"
+	tm_as_pg / pg_ctl -D "$data" -m fast -w stop >/dev/null || true
+fi
+rm -rf "$demo"
+install -d -o "$TM_PGUSER" -g "$TM_PGUSER" -m 755 "$demo"
+
+# port_in_use PORT — something listens on it over TCP, or a PostgreSQL
+# socket with that port number exists in any directory.
+port_in_use() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+	grep -q "\.s\.PGSQL\.$1\$" /proc/net/unix 2>/dev/null
+}
+port=$first_port
+while port_in_use "$port"; do
+	port=$((port + 1))
+	[ "$port" -lt $((first_port + 100)) ] || tm_die "no free port in $first_port..$((port - 1))"
+done
+
+tm_say "creating the demo cluster in $data (port $port)"
+if ! tm_as_pg "$demo" initdb -D "$data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+	--no-instructions >"$demo/initdb.log" 2>&1; then
+	cat "$demo/initdb.log" >&2
+	tm_die "initdb failed"
+fi
+# Only a unix socket in the demo directory: nothing else on the machine can
+# reach it, and it cannot clash with other servers' sockets.
+cat >>"$data/postgresql.conf" <<EOF
+
+# tenant_migrate demo (tools/demo.sh)
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$demo'
+EOF
+
+on_exit() {
+	local rc=$?
+	tm_as_pg "$demo" pg_ctl -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+	if [ "$rc" -ne 0 ]; then
+		printf '\n===== %s (last 30 lines) =====\n' "$log" >&2
+		tail -n 30 "$log" >&2 || true
+		printf '\nDemo failed (exit %s); the cluster is stopped, its files are in %s\n' "$rc" "$demo" >&2
+	fi
+}
+trap on_exit EXIT
+tm_as_pg "$demo" pg_ctl -D "$data" -l "$log" -w start >/dev/null
+
+# The server runs as postgres, which may not be able to read the clone
+# (say /root/...): give it its own copy.
+cp -R "$TM_SRC/migrations" "$demo/migrations"
+chown -R "$TM_PGUSER:" "$demo/migrations"
+
+psql_demo() {
+	tm_as_pg "$demo" psql -X -h "$demo" -p "$port" -U postgres \
+		-v ON_ERROR_STOP=1 -P pager=off "$@"
+}
+psql_demo -q -d postgres -c 'CREATE DATABASE demo'
+
+tm_say "running the demo SQL"
+echo
+psql_demo -d demo --echo-all <<SQL
+-- Install the extension: its tables and functions live in public.
+CREATE EXTENSION tenant_migrate;
+
+-- Register every script in the migrations folder (read by the server).
+SELECT tenant_migrations_load('$demo/migrations');
+SELECT version, name, scope FROM tenant_migration_scripts ORDER BY registered_at, version;
+
+-- Shared scripts (migrations/shared/) run once, in public, unchanged.
+SELECT * FROM tenant_migrate_shared();
+
+-- Three tenants: each gets its schema and every tenant migration, public.
+-- qualifiers rewritten to the tenant (the key's case is kept: "tenant_org_AbC").
+SELECT create_tenant_schema('acme', 'Acme Corp');
+SELECT create_tenant_schema('globex', 'Globex Inc');
+SELECT create_tenant_schema('org_AbC', 'AbC Labs');
+SELECT schema_name, tenant_key, display_name, status FROM tenant_registry ORDER BY schema_name;
+
+-- One tenant up close: its own tables, made from migrations written for public.
+\dt tenant_acme.*
+
+-- Revert globex's newest migration with its recorded down script ...
+SELECT * FROM tenant_rollback('tenant_globex');
+-- ... so globex is now one migration behind the others.
+SELECT * FROM tenant_migration_status();
+
+-- Migrate globex again: only the reverted migration is applied.
+SELECT * FROM tenant_migrate('tenant_globex');
+SELECT * FROM tenant_migration_status();
+SELECT * FROM tenant_migration_overview;
+SQL
+
+trap - EXIT
+tm_as_pg "$demo" pg_ctl -D "$data" -m fast -w stop >/dev/null
+cat <<EOF
+
+Demo finished. The cluster is stopped; its files stay in $demo.
+Start it again and connect:
+  cd /tmp
+  runuser -u postgres -- $TM_PGBIN/pg_ctl -D $data -l $log start
+  runuser -u postgres -- $TM_PGBIN/psql -h $demo -p $port demo
+Stop it:
+  runuser -u postgres -- $TM_PGBIN/pg_ctl -D $data stop
+EOF
