@@ -9,6 +9,7 @@ OBJS = \
 	src/load.o \
 	src/registry.o \
 	src/runner.o \
+	src/fleet.o \
 	src/status.o
 DATA = tenant_migrate--1.0.sql
 PGFILEDESC = "tenant_migrate - schema-per-tenant migrations inside PostgreSQL"

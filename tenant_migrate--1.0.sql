@@ -241,6 +241,27 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION public.tenant_rollback(text, text) IS
 	'Reverts, newest first, the applied migrations newer than target_version (NULL: the newest one).';
 
+/*---- Fleet runs: every tenant, one commit per tenant ----*/
+
+CREATE PROCEDURE public.tenant_migrate_all(
+	target_version text DEFAULT NULL,
+	tenants text[] DEFAULT NULL,
+	max_failures integer DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'tenant_migrate_all'
+LANGUAGE C;
+
+COMMENT ON PROCEDURE public.tenant_migrate_all(text, text[], integer) IS
+	'Applies pending shared scripts, then migrates every active tenant (or the listed ones), committing after each.';
+
+CREATE PROCEDURE public.tenant_rollback_all(
+	target_version text,
+	tenants text[] DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'tenant_rollback_all'
+LANGUAGE C;
+
+COMMENT ON PROCEDURE public.tenant_rollback_all(text, text[]) IS
+	'Rolls every active tenant (or the listed ones) back to target_version, committing after each.';
+
 /*---- Inspecting ----*/
 
 CREATE FUNCTION public.tenant_migration_plan(
@@ -312,6 +333,8 @@ REVOKE ALL ON FUNCTION public.tenant_set(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.tenant_migrate(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.tenant_migrate_shared(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.tenant_rollback(text, text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE public.tenant_migrate_all(text, text[], integer) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE public.tenant_rollback_all(text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.tenant_migration_plan(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.tenant_migration_rewrite(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.tenant_migration_status(text) FROM PUBLIC;

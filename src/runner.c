@@ -68,12 +68,10 @@ static double run_script(const TmScript *script, const char *schema,
 						 bool rewrite, bool shared, const char *version,
 						 const char *name, const char *action);
 static void check_dependencies(const char *schema, bool shared, List *pending);
-static void check_target(const char *target, bool shared);
 static int	pending_cmp(const ListCell *a, const ListCell *b);
 static int	applied_cmp_desc(const ListCell *a, const ListCell *b);
 static void put_steps(FunctionCallInfo fcinfo, List *steps);
 static char *arg_cstring(FunctionCallInfo fcinfo, int argno);
-static Oid	public_namespace(void);
 
 /*---- Locks and settings ----*/
 
@@ -95,7 +93,61 @@ tm_search_path_for(const char *schema, bool shared)
 	return psprintf("%s, %s", quote_identifier(schema), TM_SHARED_SCHEMA);
 }
 
+char		tm_current_version[NAMEDATALEN] = "";
+
 /*---- Pending scripts ----*/
+
+/* The compiled scripts of p, from the cache or compiled into it */
+static void
+compile_pending(TmPending *p, bool shared, const TmKeepSet *keep,
+				TmScriptCache *cache)
+{
+	MemoryContext oldcxt;
+	ListCell   *lc;
+	TmPending  *c;
+
+	if (cache != NULL)
+	{
+		foreach(lc, cache->entries)
+		{
+			c = (TmPending *) lfirst(lc);
+			if (strcmp(c->version, p->version) == 0 &&
+				strcmp(c->checksum, p->checksum) == 0 &&
+				(c->down_sql == NULL) == (p->down_sql == NULL) &&
+				(c->down_sql == NULL || strcmp(c->down_sql, p->down_sql) == 0))
+			{
+				p->up = c->up;
+				p->down = c->down;
+				return;
+			}
+		}
+		oldcxt = MemoryContextSwitchTo(cache->cxt);
+		c = palloc0(sizeof(TmPending));
+		c->version = pstrdup(p->version);
+		c->checksum = pstrdup(p->checksum);
+		c->up_sql = pstrdup(p->up_sql);
+		c->down_sql = p->down_sql ? pstrdup(p->down_sql) : NULL;
+	}
+	else
+	{
+		oldcxt = CurrentMemoryContext;
+		c = p;
+	}
+
+	c->up = tm_script_compile(c->up_sql, shared ? NULL : keep,
+							  psprintf("up script of migration %s (%s)", p->version, p->name));
+	if (c->down_sql != NULL)
+		c->down = tm_script_compile(c->down_sql, shared ? NULL : keep,
+									psprintf("down script of migration %s (%s)", p->version, p->name));
+
+	if (cache != NULL)
+	{
+		cache->entries = lappend(cache->entries, c);
+		MemoryContextSwitchTo(oldcxt);
+		p->up = c->up;
+		p->down = c->down;
+	}
+}
 
 static int
 pending_cmp(const ListCell *a, const ListCell *b)
@@ -108,7 +160,7 @@ pending_cmp(const ListCell *a, const ListCell *b)
 
 List *
 tm_pending_scripts(const char *schema, bool shared, const char *target,
-				   const TmKeepSet *keep)
+				   const TmKeepSet *keep, TmScriptCache *cache)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
@@ -155,15 +207,7 @@ tm_pending_scripts(const char *schema, bool shared, const char *target,
 		ListCell   *lc;
 
 		foreach(lc, pending)
-		{
-			TmPending  *p = (TmPending *) lfirst(lc);
-
-			p->up = tm_script_compile(p->up_sql, shared ? NULL : keep,
-									  psprintf("up script of migration %s (%s)", p->version, p->name));
-			if (p->down_sql != NULL)
-				p->down = tm_script_compile(p->down_sql, shared ? NULL : keep,
-											psprintf("down script of migration %s (%s)", p->version, p->name));
-		}
+			compile_pending((TmPending *) lfirst(lc), shared, keep, cache);
 	}
 	return pending;
 }
@@ -234,24 +278,27 @@ check_dependencies(const char *schema, bool shared, List *pending)
 	}
 }
 
-/* target_version must be a registered version of the scope being applied */
-static void
-check_target(const char *target, bool shared)
+/* target_version must be a registered version (of scope, if given) */
+void
+tm_check_target(const char *target, const char *scope)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
+	char		nulls[2] = {' ', scope ? ' ' : 'n'};
 
 	if (target == NULL)
 		return;
+	tm_version_check(target, "target version");
 	values[0] = CStringGetTextDatum(target);
-	values[1] = CStringGetTextDatum(shared ? TM_SCOPE_SHARED : TM_SCOPE_TENANT);
-	tm_spi_exec("SELECT 1 FROM public.tenant_migration_scripts WHERE version = $1 AND scope = $2",
-				2, argtypes, values, NULL, SPI_OK_SELECT);
+	values[1] = scope ? CStringGetTextDatum(scope) : (Datum) 0;
+	tm_spi_exec("SELECT 1 FROM public.tenant_migration_scripts"
+				" WHERE version = $1 AND ($2::text IS NULL OR scope = $2)",
+				2, argtypes, values, nulls, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("target version %s is not a registered %s migration",
-						target, shared ? TM_SCOPE_SHARED : TM_SCOPE_TENANT),
+				 scope ? errmsg("target version %s is not a registered %s migration", target, scope) :
+				 errmsg("target version %s is not a registered migration", target),
 				 errhint("See the registered versions in tenant_migration_scripts.")));
 }
 
@@ -331,15 +378,15 @@ run_script(const TmScript *script, const char *schema, bool rewrite,
 
 List *
 tm_apply_pending(const char *schema, Oid nspoid, bool shared,
-				 const char *target, const TmKeepSet *keep)
+				 const char *target, const TmKeepSet *keep,
+				 TmScriptCache *cache)
 {
 	List	   *pending;
 	List	   *steps = NIL;
 	ListCell   *lc;
 
-	check_target(target, shared);
 	(void) tm_lock_schema(nspoid, false);
-	pending = tm_pending_scripts(schema, shared, target, keep);
+	pending = tm_pending_scripts(schema, shared, target, keep, cache);
 	check_dependencies(schema, shared, pending);
 
 	foreach(lc, pending)
@@ -354,8 +401,10 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 
 		step->version = p->version;
 		step->name = p->name;
+		strlcpy(tm_current_version, p->version, sizeof(tm_current_version));
 		step->duration_ms = run_script(p->up, schema, !shared, shared,
 									   p->version, p->name, "up");
+		tm_current_version[0] = '\0';
 
 		values[0] = CStringGetTextDatum(schema);
 		values[1] = CStringGetTextDatum(p->version);
@@ -493,8 +542,10 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 
 		step->version = a->version;
 		step->name = a->name;
+		strlcpy(tm_current_version, a->version, sizeof(tm_current_version));
 		step->duration_ms = run_script(a->down, schema, !shared && !a->rendered,
 									   shared, a->version, a->name, "down");
+		tm_current_version[0] = '\0';
 
 		logvalues[0] = CStringGetTextDatum(schema);
 		logvalues[1] = CStringGetTextDatum(a->version);
@@ -520,8 +571,8 @@ arg_cstring(FunctionCallInfo fcinfo, int argno)
 	return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
 
-static Oid
-public_namespace(void)
+Oid
+tm_public_namespace(void)
 {
 	Oid			oid = get_namespace_oid(TM_SHARED_SCHEMA, true);
 
@@ -581,8 +632,9 @@ tenant_migrate(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	tm_tenant_lookup(schema, &tenant);
+	tm_check_target(target, TM_SCOPE_TENANT);
 	keep = tm_keepset_build();
-	put_steps(fcinfo, tm_apply_pending(tenant.schema, tenant.nspoid, false, target, keep));
+	put_steps(fcinfo, tm_apply_pending(tenant.schema, tenant.nspoid, false, target, keep, NULL));
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -599,7 +651,8 @@ tenant_migrate_shared(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	put_steps(fcinfo, tm_apply_pending(TM_SHARED_SCHEMA, public_namespace(), true, target, NULL));
+	tm_check_target(target, TM_SCOPE_SHARED);
+	put_steps(fcinfo, tm_apply_pending(TM_SHARED_SCHEMA, tm_public_namespace(), true, target, NULL, NULL));
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -623,7 +676,7 @@ tenant_rollback(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (strcmp(schema, TM_SHARED_SCHEMA) == 0)
-		steps = tm_revert(TM_SHARED_SCHEMA, public_namespace(), true, target, NULL);
+		steps = tm_revert(TM_SHARED_SCHEMA, tm_public_namespace(), true, target, NULL);
 	else
 	{
 		TmTenant	tenant;

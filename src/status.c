@@ -88,7 +88,7 @@ tenant_migration_plan(PG_FUNCTION_ARGS)
 		schema = tenant.schema;
 	}
 	pending = tm_pending_scripts(schema, shared, target,
-								 shared ? NULL : tm_keepset_build());
+								 shared ? NULL : tm_keepset_build(), NULL);
 	foreach(lc, pending)
 	{
 		TmPending  *p = (TmPending *) lfirst(lc);

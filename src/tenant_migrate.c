@@ -162,6 +162,15 @@ tm_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 {
 	int			rc;
 
+	/*
+	 * Results are read right after each query; freeing the previous one here
+	 * keeps a long non-atomic run (commits never call SPI_finish) flat.
+	 */
+	if (SPI_tuptable != NULL)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		SPI_tuptable = NULL;
+	}
 	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
 	if (rc != expect_rc)
 		elog(ERROR, "SPI_execute_with_args failed (%s) for query: %s",

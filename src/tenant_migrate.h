@@ -38,7 +38,11 @@ extern int	tm_progress_interval;	/* seconds */
 
 /*---- SPI helpers (tenant_migrate.c) ----*/
 
-/* Runs a parameterized query; elog(ERROR) unless SPI returns expect_rc. */
+/*
+ * Runs a parameterized query; elog(ERROR) unless SPI returns expect_rc.
+ * The previous query's SPI_tuptable is freed first: read a result before
+ * running the next query.
+ */
 extern void tm_spi_exec(const char *sql, int nargs, Oid *argtypes,
 						Datum *values, const char *nulls, int expect_rc);
 
@@ -159,16 +163,34 @@ typedef struct TmStep
 extern bool tm_lock_schema(Oid nspoid, bool dontwait);
 
 /*
+ * Scripts compiled once per call and reused for every schema it touches,
+ * keyed by version, checksum and down script; lives in cxt.
+ */
+typedef struct TmScriptCache
+{
+	MemoryContext cxt;
+	List	   *entries;		/* of TmPending */
+} TmScriptCache;
+
+/* ERROR unless target is a registered version (of scope, if not NULL) */
+extern void tm_check_target(const char *target, const char *scope);
+
+/*
  * Applies pending migrations of one scope to schema (a tenant, or public
  * for shared scripts) up to target (NULL: all).  Returns a List of TmStep.
  * Runs in the caller's transaction; takes the schema's advisory lock.
+ * cache may be NULL.
  */
 extern List *tm_apply_pending(const char *schema, Oid nspoid, bool shared,
-							  const char *target, const TmKeepSet *keep);
+							  const char *target, const TmKeepSet *keep,
+							  TmScriptCache *cache);
 
 /* Reverts applied migrations newer than target (NULL: the newest one). */
 extern List *tm_revert(const char *schema, Oid nspoid, bool shared,
 					   const char *target, const TmKeepSet *keep);
+
+/* Version of the script running now ("" between scripts), for fleet logs */
+extern char tm_current_version[NAMEDATALEN];
 
 /*
  * Pending scripts for schema, in apply order, as a List of TmPending,
@@ -187,7 +209,11 @@ typedef struct TmPending
 } TmPending;
 
 extern List *tm_pending_scripts(const char *schema, bool shared,
-								const char *target, const TmKeepSet *keep);
+								const char *target, const TmKeepSet *keep,
+								TmScriptCache *cache);
+
+/* OID of public, where shared scripts run; ERROR if it was dropped */
+extern Oid	tm_public_namespace(void);
 
 /* search_path for running a migration in schema: tenant, then public */
 extern char *tm_search_path_for(const char *schema, bool shared);
