@@ -21,6 +21,9 @@ SHLIB_LINK += -lcrypto
 # Every test suite starts its own throwaway server (run as a non-root user).
 REGRESS = install versions scripts rewrite lifecycle rollback status errors privileges load
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
+ISOLATION = concurrent_migrate concurrent_all migrate_vs_rollback
+ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/regress.conf
+TAP_TESTS = 1
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

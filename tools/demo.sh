@@ -125,6 +125,14 @@ SELECT * FROM tenant_migration_status();
 SELECT * FROM tenant_migrate('tenant_globex');
 SELECT * FROM tenant_migration_status();
 SELECT * FROM tenant_migration_overview;
+
+-- A new migration for every tenant, applied by a fleet run: shared scripts
+-- first, then each active tenant, one commit per tenant.
+SELECT tenant_migration_add('0012', 'add_user_nickname',
+       'ALTER TABLE public.users ADD COLUMN nickname text;',
+       'ALTER TABLE public.users DROP COLUMN nickname;');
+CALL tenant_migrate_all();
+SELECT * FROM tenant_migration_overview;
 SQL
 
 trap - EXIT
