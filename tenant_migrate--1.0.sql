@@ -316,6 +316,16 @@ SELECT pg_catalog.count(*) AS tenants,
 
 COMMENT ON VIEW public.tenant_migration_overview IS
 	'Fleet summary: tenants, up to date, behind, failing, and the newest registered tenant version.';
+COMMENT ON COLUMN public.tenant_migration_overview.tenants IS
+	'Registered tenants.';
+COMMENT ON COLUMN public.tenant_migration_overview.up_to_date IS
+	'Tenants with no pending tenant migration.';
+COMMENT ON COLUMN public.tenant_migration_overview.behind IS
+	'Tenants with pending tenant migrations.';
+COMMENT ON COLUMN public.tenant_migration_overview.failing IS
+	'Tenants whose latest attempt failed.';
+COMMENT ON COLUMN public.tenant_migration_overview.newest_version IS
+	'The newest registered tenant migration.';
 
 /*---- Privileges: nothing for PUBLIC ----*/
 

@@ -165,10 +165,11 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 	key = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	check_tenant_key(key);
 	schema = psprintf("%s%s", tm_schema_prefix, key);
-	if (strcmp(schema, TM_SHARED_SCHEMA) == 0)
+	if (strcmp(schema, TM_SHARED_SCHEMA) == 0 || strncmp(schema, "pg_", 3) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
-				 errmsg("tenant key \"%s\" would make the tenant schema public", key),
+				 errmsg("tenant schema name \"%s\" is reserved", schema),
+				 errdetail("The name public and names starting with pg_ are reserved."),
 				 errhint("Use another tenant key, or set tenant_migrate.schema_prefix.")));
 
 	result = (Name) palloc0(NAMEDATALEN);

@@ -42,6 +42,7 @@
 #include "parser/scansup.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/varlena.h"
 
 PG_FUNCTION_INFO_V1(tenant_migration_rewrite);
@@ -77,7 +78,8 @@ typedef enum StmtKind
 	STMT_FUNCTION,				/* CREATE [OR REPLACE] FUNCTION/PROCEDURE, ALTER
 								 * FUNCTION/PROCEDURE/ROUTINE */
 	STMT_EXTENSION,				/* CREATE/ALTER/DROP EXTENSION */
-	STMT_DO
+	STMT_DO,
+	STMT_IMPORT					/* IMPORT FOREIGN SCHEMA remote ... INTO local */
 } StmtKind;
 
 /* Growing list of [start, end) pairs */
@@ -114,6 +116,8 @@ static void scan_statement(const char *text, LexToken *toks, int a, int b,
 						   SpanList *spans);
 static void scan_body(const char *text, const LexToken *t, ScanCtx *ctx,
 					  ScanMode mode, int depth, SpanList *spans);
+static int *map_quoted_literal(const char *text, const LexToken *t,
+							   const char *value, int vlen);
 static void add_literal_span(const char *text, const LexToken *t,
 							 const TmKeepSet *keep, bool whole_value,
 							 SpanList *spans);
@@ -177,7 +181,17 @@ tm_keepset_build(void)
 				" UNION SELECT t.typname::text FROM pg_catalog.pg_type t JOIN ns ON t.typnamespace = ns.oid"
 				"   JOIN ext ON ext.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND ext.objid = t.oid"
 				" UNION SELECT o.oprname::text FROM pg_catalog.pg_operator o JOIN ns ON o.oprnamespace = ns.oid"
-				"   JOIN ext ON ext.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND ext.objid = o.oid",
+				"   JOIN ext ON ext.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND ext.objid = o.oid"
+				" UNION SELECT c.opcname::text FROM pg_catalog.pg_opclass c JOIN ns ON c.opcnamespace = ns.oid"
+				"   JOIN ext ON ext.classid = 'pg_catalog.pg_opclass'::pg_catalog.regclass AND ext.objid = c.oid"
+				" UNION SELECT f.opfname::text FROM pg_catalog.pg_opfamily f JOIN ns ON f.opfnamespace = ns.oid"
+				"   JOIN ext ON ext.classid = 'pg_catalog.pg_opfamily'::pg_catalog.regclass AND ext.objid = f.oid"
+				" UNION SELECT l.collname::text FROM pg_catalog.pg_collation l JOIN ns ON l.collnamespace = ns.oid"
+				"   JOIN ext ON ext.classid = 'pg_catalog.pg_collation'::pg_catalog.regclass AND ext.objid = l.oid"
+				" UNION SELECT g.cfgname::text FROM pg_catalog.pg_ts_config g JOIN ns ON g.cfgnamespace = ns.oid"
+				"   JOIN ext ON ext.classid = 'pg_catalog.pg_ts_config'::pg_catalog.regclass AND ext.objid = g.oid"
+				" UNION SELECT d.dictname::text FROM pg_catalog.pg_ts_dict d JOIN ns ON d.dictnamespace = ns.oid"
+				"   JOIN ext ON ext.classid = 'pg_catalog.pg_ts_dict'::pg_catalog.regclass AND ext.objid = d.oid",
 				0, NULL, NULL, NULL, SPI_OK_SELECT);
 
 	/* shared_objects: "name" or "public.name"; names in other schemas never match */
@@ -238,9 +252,11 @@ tm_script_compile(const char *sql, const TmKeepSet *keep, const char *what)
 
 	raw = raw_parser(sql, RAW_PARSE_DEFAULT);
 
+	script->what = what;
 	script->nstmts = list_length(raw);
 	script->stmt_start = palloc(sizeof(int) * (script->nstmts + 1));
 	script->stmt_end = palloc(sizeof(int) * (script->nstmts + 1));
+	script->creates_extension = palloc0(sizeof(bool) * (script->nstmts + 1));
 	foreach(lc, raw)
 	{
 		RawStmt    *rs = lfirst_node(RawStmt, lc);
@@ -248,6 +264,7 @@ tm_script_compile(const char *sql, const TmKeepSet *keep, const char *what)
 		int			end = rs->stmt_len > 0 ? start + rs->stmt_len : len;
 
 		check_statement(rs->stmt, sql, start, end);
+		script->creates_extension[i] = IsA(rs->stmt, CreateExtensionStmt);
 		script->stmt_start[i] = start;
 		script->stmt_end[i] = end;
 		i++;
@@ -509,6 +526,7 @@ scan_text(const char *text, ScanCtx *ctx, ScanMode mode, int depth,
 	int			cap = 64;
 	int			a;
 	int			i;
+	int			atomic_depth = 0;
 
 	toks = palloc(sizeof(LexToken) * cap);
 	scanner = scanner_init(text, &yyextra, &ScanKeywords, ScanKeywordTokens);
@@ -551,10 +569,21 @@ scan_text(const char *text, ScanCtx *ctx, ScanMode mode, int depth,
 	}
 	scanner_finish(scanner);
 
+	/*
+	 * Cut at ";" -- except inside a BEGIN ATOMIC ... END function body, which
+	 * belongs to its CREATE FUNCTION (CASE ... END nests inside it).
+	 */
 	a = 0;
 	for (i = 0; i <= ntoks; i++)
 	{
-		if (i == ntoks || toks[i].tok == ';')
+		if (i < ntoks && tok_is_kw(&toks[i], "atomic") && i > 0 &&
+			tok_is_kw(&toks[i - 1], "begin"))
+			atomic_depth = 1;
+		else if (i < ntoks && atomic_depth > 0 && tok_is_kw(&toks[i], "case"))
+			atomic_depth++;
+		else if (i < ntoks && atomic_depth > 0 && tok_is_kw(&toks[i], "end"))
+			atomic_depth--;
+		if (i == ntoks || (toks[i].tok == ';' && atomic_depth == 0))
 		{
 			if (i > a)
 				scan_statement(text, toks, a, i, ctx, mode, depth, spans);
@@ -582,6 +611,10 @@ after_schema_keyword(const LexToken *toks, int a, int i)
 {
 	int			j = i - 1;
 
+	/* ON SCHEMA a, b, public: walk back over the list */
+	while (j - 1 >= a && toks[j].tok == ',' &&
+		   (toks[j - 1].tok == IDENT || toks[j - 1].is_kw))
+		j -= 2;
 	if (j >= a && tok_is_kw(&toks[j], "exists"))
 	{
 		j--;
@@ -614,7 +647,9 @@ is_regclass_function(const char *name)
 {
 	static const char *const funcs[] = {
 		"nextval", "currval", "setval", "pg_get_serial_sequence",
-		"to_regclass", "to_regtype", "to_regproc", "to_regprocedure", NULL
+		"to_regclass", "to_regtype", "to_regproc", "to_regprocedure",
+		"pg_relation_size", "pg_total_relation_size", "pg_table_size",
+		"pg_indexes_size", NULL
 	};
 	int			k;
 
@@ -633,7 +668,14 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 	bool		rewrite_bodies;
 	int			i;
 
-	/* What kind of statement is this? */
+	/*
+	 * What kind of statement is this?  Inside a PL/pgSQL body a statement
+	 * may follow BEGIN, THEN, ELSE or LOOP rather than ";".
+	 */
+	while (a + 1 < b && (tok_is_kw(&toks[a], "begin") || tok_is_kw(&toks[a], "then") ||
+						 tok_is_kw(&toks[a], "else") || tok_is_kw(&toks[a], "loop")) &&
+		   !tok_is_kw(&toks[a + 1], "atomic"))
+		a++;
 	if (tok_is_kw(&toks[a], "create"))
 	{
 		int			j = a + 1;
@@ -655,6 +697,8 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 		kind = STMT_EXTENSION;
 	else if (tok_is_kw(&toks[a], "do"))
 		kind = STMT_DO;
+	else if (a + 1 < b && tok_is_kw(&toks[a], "import") && tok_is_kw(&toks[a + 1], "foreign"))
+		kind = STMT_IMPORT;
 
 	/* Only bodies the core lexer can read are rewritten */
 	for (i = a; i + 1 < b; i++)
@@ -722,6 +766,12 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 					continue;
 				span_add(spans, t->start, t->end);
 			}
+			else if (kind == STMT_IMPORT)
+			{
+				/* the remote schema keeps its name; INTO names ours */
+				if (i > a && tok_is_kw(&toks[i - 1], "into"))
+					span_add(spans, t->start, t->end);
+			}
 			else if (after_schema_keyword(toks, a, i))
 				span_add(spans, t->start, t->end);
 			continue;
@@ -781,6 +831,28 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 			continue;
 		}
 
+		/* CAST('public.t' AS regclass) */
+		if (i >= a + 2 && toks[i - 1].tok == '(' && tok_is_kw(&toks[i - 2], "cast") &&
+			i + 2 < b && tok_is_kw(&toks[i + 1], "as"))
+		{
+			int			j = i + 2;
+
+			if (j + 2 < b && tok_is_ident(&toks[j], "pg_catalog") && toks[j + 1].tok == '.')
+				j += 2;
+			if (toks[j].tok == IDENT && is_reg_type(toks[j].str))
+				add_literal_span(text, t, ctx->keep, false, spans);
+			else if (tok_is_ident(&toks[j], "regnamespace"))
+				add_literal_span(text, t, NULL, true, spans);
+			continue;
+		}
+
+		/* regclass 'public.t' */
+		if (i > a && toks[i - 1].tok == IDENT && is_reg_type(toks[i - 1].str))
+		{
+			add_literal_span(text, t, ctx->keep, false, spans);
+			continue;
+		}
+
 		/* nextval('public.t_id_seq'), pg_catalog.setval('public.t_id_seq', 1) */
 		if (i >= a + 2 && toks[i - 1].tok == '(' && toks[i - 2].tok == IDENT)
 		{
@@ -788,11 +860,13 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 
 			if (is_regclass_function(fn))
 				add_literal_span(text, t, ctx->keep, false, spans);
-			else if (mode != SCAN_FUNC_BODY &&
+			else if (strcmp(fn, "to_regnamespace") == 0)
+				add_literal_span(text, t, NULL, true, spans);
+			else if (mode != SCAN_FUNC_BODY && kind != STMT_FUNCTION &&
 					 (strcmp(fn, "set_config") == 0) &&
-					 (strcmp(t->str, "search_path") == 0 ||
-					  strcmp(t->str, "role") == 0 ||
-					  strcmp(t->str, "session_authorization") == 0))
+					 (pg_strcasecmp(t->str, "search_path") == 0 ||
+					  pg_strcasecmp(t->str, "role") == 0 ||
+					  pg_strcasecmp(t->str, "session_authorization") == 0))
 				refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
 								 "a migration must not change search_path or the current role",
 								 "tenant_migrate sets search_path to the tenant schema and public for each migration and runs it as the calling role; remove the set_config() call.",
@@ -802,10 +876,66 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 }
 
 /*
+ * For a quoted literal ('...' or E'...'), the byte in the source text where
+ * each byte of its value comes from, or -1 where an escape sequence made it.
+ * Spans are only ever spliced where value and source bytes match verbatim.
+ */
+static int *
+map_quoted_literal(const char *text, const LexToken *t, const char *value, int vlen)
+{
+	const char *raw = text + t->start;
+	bool		escapes = (raw[0] != '\'') ||
+		!standard_conforming_strings;
+	int		   *map = palloc(sizeof(int) * (vlen + 1));
+	int			r = t->start + (raw[0] == '\'' ? 1 : 2);
+	int			k = 0;
+
+	while (k < vlen)
+	{
+		int			n = 1;		/* value bytes this source sequence makes */
+		int			len = 1;	/* its length in the source */
+
+		if (text[r] == '\'' && text[r + 1] == '\'')
+			len = 2;
+		else if (text[r] == '\\' && escapes)
+		{
+			char		c = text[r + 1];
+
+			len = 2;
+			if (c == 'x')
+				while (len < 4 && isxdigit((unsigned char) text[r + len]))
+					len++;
+			else if (c >= '0' && c <= '7')
+				while (len < 4 && text[r + len] >= '0' && text[r + len] <= '7')
+					len++;
+			else if (c == 'u' || c == 'U')
+			{
+				int			digits = (c == 'u') ? 4 : 8;
+				unsigned int cp = 0;
+
+				for (; len < 2 + digits && isxdigit((unsigned char) text[r + len]); len++)
+					cp = cp * 16 + (isdigit((unsigned char) text[r + len]) ?
+									text[r + len] - '0' :
+									(tolower((unsigned char) text[r + len]) - 'a' + 10));
+				n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+			}
+		}
+		if (len == 1 && n == 1)
+			map[k++] = r;
+		else
+			while (n-- > 0 && k < vlen)
+				map[k++] = -1;
+		r += len;
+	}
+	map[vlen] = r;
+	return map;
+}
+
+/*
  * A function or DO body: scan its value with the same rules and map the
  * spans found back into the enclosing text.  Dollar quotes hold the value
- * verbatim; a standard single-quoted literal doubles its quotes, which the
- * mapping undoes.  Other spellings (E'...') are left alone.
+ * verbatim; in a quoted literal ('...', E'...') map_quoted_literal() undoes
+ * doubled quotes and escapes.
  */
 static void
 scan_body(const char *text, const LexToken *t, ScanCtx *ctx, ScanMode mode,
@@ -827,18 +957,8 @@ scan_body(const char *text, const LexToken *t, ScanCtx *ctx, ScanMode mode,
 		for (k = 0; k <= vlen; k++)
 			map[k] = off + k;
 	}
-	else if (raw[0] == '\'')
-	{
-		int			r = t->start + 1;
-
-		map = palloc(sizeof(int) * (vlen + 1));
-		for (k = 0; k < vlen; k++)
-		{
-			map[k] = r;
-			r += (text[r] == '\'' && value[k] == '\'') ? 2 : 1;
-		}
-		map[vlen] = r;
-	}
+	else if (raw[0] == '\'' || ((raw[0] == 'E' || raw[0] == 'e') && raw[1] == '\''))
+		map = map_quoted_literal(text, t, value, vlen);
 	else
 		return;
 
@@ -849,7 +969,7 @@ scan_body(const char *text, const LexToken *t, ScanCtx *ctx, ScanMode mode,
 		int			e = map[inner.end[k] - 1] + 1;
 
 		/* never splice where the mapping did not land on the same bytes */
-		if (e - s == inner.end[k] - inner.start[k] &&
+		if (s >= 0 && e > 0 && e - s == inner.end[k] - inner.start[k] &&
 			memcmp(text + s, value + inner.start[k], e - s) == 0)
 			span_add(spans, s, e);
 	}

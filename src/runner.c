@@ -21,8 +21,10 @@
  * 3. Each script runs at a new GUC nesting level with search_path set to
  *    the tenant then public (public alone for shared scripts) and
  *    lock_timeout set to tenant_migrate.lock_timeout; its statements run
- *    one by one through SPI.  On success AtEOXact_GUC restores both
- *    settings; on error the abort of the (sub)transaction does.
+ *    one by one through SPI.  Afterwards every setting changed at that
+ *    level -- ours, and any SET the script ran itself, as pg_dump output
+ *    does -- is put back as it was (AtEOXact_GUC with isCommit = false);
+ *    on error the abort of the (sub)transaction does the same.
  * 4. An error is re-thrown with its SQLSTATE, its message prefixed with the
  *    tenant and version, and the failing statement in the detail.  Nothing
  *    is caught and carried on with: the caller's transaction (or the fleet
@@ -291,8 +293,10 @@ tm_check_target(const char *target, const char *scope)
 	tm_version_check(target, "target version");
 	values[0] = CStringGetTextDatum(target);
 	values[1] = scope ? CStringGetTextDatum(scope) : (Datum) 0;
+	/* 5 and 005 name the same version */
 	tm_spi_exec("SELECT 1 FROM public.tenant_migration_scripts"
-				" WHERE version = $1 AND ($2::text IS NULL OR scope = $2)",
+				" WHERE public.tenant_version_key(version) = public.tenant_version_key($1)"
+				"   AND ($2::text IS NULL OR scope = $2)",
 				2, argtypes, values, nulls, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -310,10 +314,12 @@ tm_check_target(const char *target, const char *scope)
  * tenant schema into the script's spans while rendering.
  */
 static double
-run_script(const TmScript *script, const char *schema, bool rewrite,
+run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 		   bool shared, const char *version, const char *name,
 		   const char *action)
 {
+	/* recompiled after CREATE EXTENSION; volatile across PG_TRY */
+	const TmScript *volatile script = orig_script;
 	MemoryContext oldcxt = CurrentMemoryContext;
 	GucContext	context = superuser() ? PGC_SUSET : PGC_USERSET;
 	instr_time	start,
@@ -337,6 +343,7 @@ run_script(const TmScript *script, const char *schema, bool rewrite,
 	for (i = 0; i < script->nstmts; i++)
 	{
 		char	   *sql = tm_script_render(script, i, rewrite ? schema : NULL);
+		bool		new_extension = script->creates_extension[i];
 
 		PG_TRY();
 		{
@@ -366,9 +373,17 @@ run_script(const TmScript *script, const char *schema, bool rewrite,
 		}
 		PG_END_TRY();
 		pfree(sql);
+
+		/*
+		 * The rest of the script may use what the new extension put in
+		 * public (pg_dump output does): find the spans again with it kept.
+		 */
+		if (new_extension && rewrite && i + 1 < script->nstmts)
+			script = tm_script_compile(script->sql, tm_keepset_build(), script->what);
 	}
 
-	AtEOXact_GUC(true, nestlevel);
+	/* No setting the script changed outlives it */
+	AtEOXact_GUC(false, nestlevel);
 	INSTR_TIME_SET_CURRENT(elapsed);
 	INSTR_TIME_SUBTRACT(elapsed, start);
 	return INSTR_TIME_GET_MILLISEC(elapsed);

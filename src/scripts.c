@@ -200,13 +200,16 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("migration %s cannot depend on itself", version),
 					 errhint("Remove %s from depends_on.", dep)));
-		tm_spi_exec("SELECT 1 FROM public.tenant_migration_scripts WHERE version = $1",
+		tm_spi_exec("SELECT version FROM public.tenant_migration_scripts"
+					" WHERE public.tenant_version_key(version) = public.tenant_version_key($1)",
 					1, &texttype, &dkey, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("migration %s depends on version %s, which is not registered", version, dep),
 					 errhint("Register version %s first, or remove it from depends_on.", dep)));
+		/* store the registered spelling (5 for 005), which the runner matches */
+		lfirst(lc) = tm_spi_getstr(0, 1);
 	}
 
 	/* Malformed SQL and statements the runner would refuse fail here */
@@ -321,7 +324,8 @@ tenant_migration_add(PG_FUNCTION_ARGS)
 		if (argnames[i] != NULL && PG_ARGISNULL(i))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not be null", argnames[i])));
+					 errmsg("%s must not be null", argnames[i]),
+					 errhint("Only down_sql may be NULL; omit scope and depends_on to use their defaults.")));
 	version = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	up_sql = text_to_cstring(PG_GETARG_TEXT_PP(2));

@@ -87,6 +87,7 @@ tenant_migration_plan(PG_FUNCTION_ARGS)
 		tm_tenant_lookup(schema, &tenant);
 		schema = tenant.schema;
 	}
+	tm_check_target(target, shared ? TM_SCOPE_SHARED : TM_SCOPE_TENANT);
 	pending = tm_pending_scripts(schema, shared, target,
 								 shared ? NULL : tm_keepset_build(), NULL);
 	foreach(lc, pending)

@@ -195,7 +195,8 @@ tm_text_array_to_list(ArrayType *arr, const char *what)
 	if (ARR_NDIM(arr) > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("%s must be a one-dimensional array", what)));
+				 errmsg("%s must be a one-dimensional array", what),
+				 errhint("Pass a list such as '{0001,0002}'.")));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &nulls, &n);
 	for (i = 0; i < n; i++)
@@ -203,7 +204,8 @@ tm_text_array_to_list(ArrayType *arr, const char *what)
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not contain null elements", what)));
+					 errmsg("%s must not contain null elements", what),
+					 errhint("Remove the NULL from the list.")));
 		result = lappend(result, TextDatumGetCString(elems[i]));
 	}
 	return result;

@@ -109,9 +109,11 @@ extern TmKeepSet *tm_keepset_build(void);
 typedef struct TmScript
 {
 	const char *sql;			/* the original text */
+	const char *what;			/* names it in errors */
 	int			nstmts;
 	int		   *stmt_start;		/* byte offsets into sql, [start, end) */
 	int		   *stmt_end;
+	bool	   *creates_extension;	/* per statement: CREATE EXTENSION */
 	int			nspans;
 	int		   *span_start;		/* sorted, non-overlapping */
 	int		   *span_end;
