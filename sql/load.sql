@@ -2,7 +2,21 @@
 -- tenant_migrations_load(): registering a migration folder from the server.
 -- The fixtures are in test/fixtures/load/.
 --
-CREATE EXTENSION IF NOT EXISTS tenant_migrate;
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS tenant_migrate CASCADE;
+CREATE EXTENSION tenant_migrate;
+RESET client_min_messages;
+
+-- SQLSTATE, message, detail and hint of an error, or 'ok'
+CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE st text; msg text; det text; hint text;
+BEGIN EXECUTE cmd; RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                          det = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+  RETURN st || ': ' || msg || coalesce(' DETAIL: ' || nullif(det, ''), '')
+         || coalesce(' HINT: ' || nullif(hint, ''), '');
+END $f$;
 
 \getenv abs_srcdir PG_ABS_SRCDIR
 \set fixtures :abs_srcdir '/test/fixtures/load'
@@ -52,19 +66,20 @@ SELECT version, name FROM tenant_migration_scripts
  WHERE version = '0500' OR name = 'notes';
 
 -- The same version twice: error naming both files, nothing registered
-SELECT tenant_migrations_load(:'fixtures' || '/dup_version');
+SELECT pg_temp.try(format('SELECT tenant_migrations_load(%L)', :'fixtures' || '/dup_version'));
 -- ... also across shared/ and the top folder, and 610 equals 0610
-SELECT tenant_migrations_load(:'fixtures' || '/dup_shared');
+SELECT pg_temp.try(format('SELECT tenant_migrations_load(%L)', :'fixtures' || '/dup_shared'));
 SELECT count(*) AS registered FROM tenant_migration_scripts
  WHERE version IN ('0600', '0610', '610');
 
 -- A .down.sql without its .up.sql
-SELECT tenant_migrations_load(:'fixtures' || '/orphan_down');
+SELECT pg_temp.try(format('SELECT tenant_migrations_load(%L)', :'fixtures' || '/orphan_down'));
 SELECT count(*) AS registered FROM tenant_migration_scripts
  WHERE version IN ('0700', '0701');
 
 -- A dbmate file with a down section but no up section
-SELECT tenant_migrations_load(:'fixtures' || '/bad_dbmate');
+SELECT pg_temp.try(format('SELECT tenant_migrations_load(%L)', :'fixtures' || '/bad_dbmate'));
+SELECT count(*) AS registered FROM tenant_migration_scripts WHERE version = '0800';
 
 -- A script the registration refuses: the whole load is undone, and the
 -- error says which file it came from
@@ -75,7 +90,8 @@ BEGIN
 	PERFORM tenant_migrations_load(current_setting('tm_test.fixtures') || '/bad_sql');
 EXCEPTION WHEN OTHERS THEN
 	GET STACKED DIAGNOSTICS ctx = PG_EXCEPTION_CONTEXT;
-	RAISE NOTICE 'loading bad_sql failed; context mentions the file: %',
+	RAISE NOTICE 'loading bad_sql failed with SQLSTATE %; context mentions the file: %',
+		SQLSTATE,
 		position('while loading migration file "'
 				 || current_setting('tm_test.fixtures')
 				 || '/bad_sql/0901_commit.sql"' IN ctx) > 0;
@@ -98,16 +114,16 @@ EXCEPTION WHEN OTHERS THEN
 END;
 $$;
 
--- A missing folder, a file instead of a folder, an empty path
-SELECT tenant_migrations_load('/nonexistent/tenant_migrate/migrations');
-SELECT tenant_migrations_load('');
+-- A missing folder, an empty path
+SELECT pg_temp.try($$SELECT tenant_migrations_load('/nonexistent/tenant_migrate/migrations')$$);
+SELECT pg_temp.try($$SELECT tenant_migrations_load('')$$);
 
 -- A relative path is taken relative to the data directory, like
 -- pg_read_file(): pg_tblspc exists there and holds no migrations,
 -- PG_VERSION is a file
 SELECT tenant_migrations_load('pg_tblspc');
-SELECT tenant_migrations_load('PG_VERSION');
-SELECT tenant_migrations_load('no_such_folder');
+SELECT pg_temp.try($$SELECT tenant_migrations_load('PG_VERSION')$$);
+SELECT pg_temp.try($$SELECT tenant_migrations_load('no_such_folder')$$);
 
 -- Privileges: EXECUTE is not granted to PUBLIC, and even with EXECUTE a role
 -- needs the privileges of pg_read_server_files.  Everything is rolled back,
@@ -115,26 +131,21 @@ SELECT tenant_migrations_load('no_such_folder');
 BEGIN;
 CREATE ROLE regress_tm_load_user;
 SET ROLE regress_tm_load_user;
-SAVEPOINT no_execute;
-SELECT tenant_migrations_load(:'fixtures' || '/mixed');
-ROLLBACK TO SAVEPOINT no_execute;
+SELECT pg_temp.try(format('SELECT tenant_migrations_load(%L)', :'fixtures' || '/mixed'));
 RESET ROLE;
 GRANT EXECUTE ON FUNCTION tenant_migrations_load(text) TO regress_tm_load_user;
 SET ROLE regress_tm_load_user;
-SAVEPOINT no_file_role;
-SELECT tenant_migrations_load(:'fixtures' || '/mixed');
-ROLLBACK TO SAVEPOINT no_file_role;
+SELECT pg_temp.try(format('SELECT tenant_migrations_load(%L)', :'fixtures' || '/mixed'));
 RESET ROLE;
 -- with pg_read_server_files the folder is opened (and found missing here,
 -- before any table is touched)
 GRANT pg_read_server_files TO regress_tm_load_user;
 SET ROLE regress_tm_load_user;
-SAVEPOINT with_file_role;
-SELECT tenant_migrations_load('no_such_folder');
-ROLLBACK TO SAVEPOINT with_file_role;
+SELECT pg_temp.try($$SELECT tenant_migrations_load('no_such_folder')$$);
 RESET ROLE;
 ROLLBACK;
 SELECT count(*) AS roles_left FROM pg_roles WHERE rolname = 'regress_tm_load_user';
 
--- Nothing above changed the scripts registered from mixed/ and changed/
+-- Nothing above changed the scripts registered from mixed/ (10, 001 changed
+-- by changed/) and no_version/ (1)
 SELECT count(*) AS scripts FROM tenant_migration_scripts;
