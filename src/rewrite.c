@@ -325,6 +325,8 @@ compile_error_callback(void *arg)
 		internalerrposition(pos);
 		internalerrquery(ctx->sql);
 	}
+	if (geterrcode() == ERRCODE_SYNTAX_ERROR)
+		errhint("Fix the script's SQL; QUERY shows the script and where the parser stopped.");
 	errcontext("%s", ctx->what);
 }
 

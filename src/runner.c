@@ -211,6 +211,7 @@ tm_pending_scripts(const char *schema, bool shared, const char *target,
 		foreach(lc, pending)
 			compile_pending((TmPending *) lfirst(lc), shared, keep, cache);
 	}
+	check_dependencies(schema, shared, pending);
 	return pending;
 }
 
@@ -402,7 +403,6 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 
 	(void) tm_lock_schema(nspoid, false);
 	pending = tm_pending_scripts(schema, shared, target, keep, cache);
-	check_dependencies(schema, shared, pending);
 
 	foreach(lc, pending)
 	{
@@ -531,14 +531,20 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 		versions[nversions++] = CStringGetTextDatum(a->version);
 	}
 	values[1] = PointerGetDatum(construct_array(versions, nversions, TEXTOID, -1, false, TYPALIGN_INT));
+	/*
+	 * A tenant's scripts depend on its own or on shared ones: reverting a
+	 * tenant's script concerns that tenant only, a shared one every schema.
+	 */
 	tm_spi_exec("SELECT m.tenant_schema::text, m.version, d.dep"
 				"  FROM public.tenant_migrations m"
 				"  JOIN public.tenant_migration_scripts s ON s.version = m.version"
 				"  CROSS JOIN LATERAL pg_catalog.unnest(s.depends_on) AS d(dep)"
 				" WHERE d.dep = ANY ($2)"
+				"   AND ($3 OR m.tenant_schema = $1::name)"
 				"   AND NOT (m.tenant_schema = $1::name AND m.version = ANY ($2))"
 				" LIMIT 1",
-				2, argtypes, values, NULL, SPI_OK_SELECT);
+				3, (Oid[]) {TEXTOID, TEXTARRAYOID, BOOLOID},
+				(Datum[]) {values[0], values[1], BoolGetDatum(shared)}, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),

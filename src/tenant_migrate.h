@@ -196,7 +196,8 @@ extern char tm_current_version[NAMEDATALEN];
 
 /*
  * Pending scripts for schema, in apply order, as a List of TmPending,
- * each compiled; the plan and the runner share it.
+ * each compiled and their dependencies checked; the plan and the runner
+ * share it, so the plan shows exactly what would run (or fails the same).
  */
 typedef struct TmPending
 {
