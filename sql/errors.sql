@@ -2,21 +2,9 @@
 -- errors: every error path of the contract in one place, with its SQLSTATE,
 -- message, detail and hint.
 --
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS tenant_migrate CASCADE;
-CREATE EXTENSION tenant_migrate;
-RESET client_min_messages;
-
--- SQLSTATE, message, detail and hint of an error, or 'ok'
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE st text; msg text; det text; hint text;
-BEGIN EXECUTE cmd; RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                          det = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-  RETURN st || ': ' || msg || coalesce(' DETAIL: ' || nullif(det, ''), '')
-         || coalesce(' HINT: ' || nullif(hint, ''), '');
-END $f$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set setup :abs_srcdir '/test/setup.sql'
+\i :setup
 
 -- The same, as separate fields, with the first line of the error context
 CREATE FUNCTION pg_temp.fields(cmd text,

@@ -2,30 +2,9 @@
 -- install: CREATE EXTENSION, the control file's promises, comments, table
 -- constraints, pg_dump marking, the function signatures and the settings.
 --
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS tenant_migrate CASCADE;
-CREATE EXTENSION tenant_migrate;
-RESET client_min_messages;
-
--- SQLSTATE, message and hint of an error, or 'ok'
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE st text; msg text; hint text;
-BEGIN EXECUTE cmd; RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-  RETURN st || ': ' || msg || coalesce(' HINT: ' || nullif(hint, ''), '');
-END $f$;
-
--- The same with the detail (for errors whose detail holds no timestamps)
-CREATE FUNCTION pg_temp.try_detail(cmd text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE st text; msg text; det text; hint text;
-BEGIN EXECUTE cmd; RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                          det = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-  RETURN st || ': ' || msg || coalesce(' DETAIL: ' || nullif(det, ''), '')
-         || coalesce(' HINT: ' || nullif(hint, ''), '');
-END $f$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set setup :abs_srcdir '/test/setup.sql'
+\i :setup
 
 -- The extension is installed in public, at version 1.0, not relocatable
 SELECT e.extname, n.nspname AS schema, e.extversion, e.extrelocatable
@@ -210,15 +189,15 @@ SELECT name, setting, unit, vartype, context, boot_val, min_val, max_val
 
 -- The prefix ends up inside identifiers and literals: only letters, digits
 -- and underscores, and it must leave room for a key
-SELECT pg_temp.try_detail($$SET tenant_migrate.schema_prefix = 'tenant-'$$);
-SELECT pg_temp.try_detail($$SET tenant_migrate.schema_prefix = 'ten"ant_'$$);
-SELECT pg_temp.try_detail($$SET tenant_migrate.schema_prefix = 'ten''ant_'$$);
-SELECT pg_temp.try_detail($$SET tenant_migrate.schema_prefix = 'tenant _'$$);
-SELECT pg_temp.try_detail($$SET tenant_migrate.schema_prefix = 'tenant.'$$);
-SELECT pg_temp.try_detail(format('SET tenant_migrate.schema_prefix = %L', repeat('p', 63)));
+SELECT pg_temp.try($$SET tenant_migrate.schema_prefix = 'tenant-'$$);
+SELECT pg_temp.try($$SET tenant_migrate.schema_prefix = 'ten"ant_'$$);
+SELECT pg_temp.try($$SET tenant_migrate.schema_prefix = 'ten''ant_'$$);
+SELECT pg_temp.try($$SET tenant_migrate.schema_prefix = 'tenant _'$$);
+SELECT pg_temp.try($$SET tenant_migrate.schema_prefix = 'tenant.'$$);
+SELECT pg_temp.try(format('SET tenant_migrate.schema_prefix = %L', repeat('p', 63)));
 SHOW tenant_migrate.schema_prefix;
 -- ... 62 bytes leave room for a one-byte key
-SELECT pg_temp.try_detail(format('SET tenant_migrate.schema_prefix = %L', repeat('p', 62)));
+SELECT pg_temp.try(format('SET tenant_migrate.schema_prefix = %L', repeat('p', 62)));
 SELECT length(current_setting('tenant_migrate.schema_prefix')) AS prefix_length;
 RESET tenant_migrate.schema_prefix;
 -- ... a good one is taken, and used by create_tenant_schema
@@ -230,13 +209,13 @@ SELECT nspname FROM pg_namespace WHERE nspname IN ('org_acme', 'tenant_acme');
 RESET tenant_migrate.schema_prefix;
 -- ... refused through set_config() too; the other settings check their
 -- values as well
-SELECT pg_temp.try_detail($$SELECT set_config('tenant_migrate.schema_prefix', 'x-', false)$$);
-SELECT pg_temp.try_detail($$SET tenant_migrate.shared_objects = 'a,,b'$$);
-SELECT pg_temp.try_detail($$SET tenant_migrate.lock_timeout = -1$$);
-SELECT pg_temp.try_detail($$SET tenant_migrate.lock_retries = 101$$);
-SELECT pg_temp.try_detail($$SET tenant_migrate.progress_interval = '2d'$$);
+SELECT pg_temp.try($$SELECT set_config('tenant_migrate.schema_prefix', 'x-', false)$$);
+SELECT pg_temp.try($$SET tenant_migrate.shared_objects = 'a,,b'$$);
+SELECT pg_temp.try($$SET tenant_migrate.lock_timeout = -1$$);
+SELECT pg_temp.try($$SET tenant_migrate.lock_retries = 101$$);
+SELECT pg_temp.try($$SET tenant_migrate.progress_interval = '2d'$$);
 -- ... and the prefix is reserved: a misspelt setting is an error, not a placeholder
-SELECT pg_temp.try_detail($$SET tenant_migrate.schema_prefx = 'x_'$$);
+SELECT pg_temp.try($$SET tenant_migrate.schema_prefx = 'x_'$$);
 
 -- Upgrade path: 1.0 is the only version so far, nothing to update from
 SELECT version FROM pg_available_extension_versions

@@ -2,21 +2,9 @@
 -- lifecycle: create_tenant_schema(), tenant_migrate(), tenant_migrate_shared()
 -- and tenant_set() on small scripts registered here with tenant_migration_add().
 --
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS tenant_migrate CASCADE;
-CREATE EXTENSION tenant_migrate;
-RESET client_min_messages;
-
--- SQLSTATE, message, detail and hint of an error, or 'ok'
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE st text; msg text; det text; hint text;
-BEGIN EXECUTE cmd; RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                          det = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-  RETURN st || ': ' || msg || coalesce(' DETAIL: ' || nullif(det, ''), '')
-         || coalesce(' HINT: ' || nullif(hint, ''), '');
-END $f$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set setup :abs_srcdir '/test/setup.sql'
+\i :setup
 
 -- What public holds now; tenant migrations must add nothing to it
 CREATE TEMP VIEW public_objects AS

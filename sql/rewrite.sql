@@ -5,10 +5,9 @@
 -- sql/rewrite_apply.sql applies full pg_dump and Prisma scripts and checks
 -- that the result behaves.
 --
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS tenant_migrate CASCADE;
-CREATE EXTENSION tenant_migrate;
-RESET client_min_messages;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set setup :abs_srcdir '/test/setup.sql'
+\i :setup
 
 -- Extensions whose members live in public: their names must stay public.
 -- (uuid-ossp: functions; citext: a type; pg_trgm: operators and operator classes)
@@ -17,14 +16,6 @@ CREATE EXTENSION IF NOT EXISTS "uuid-ossp" SCHEMA public;
 CREATE EXTENSION IF NOT EXISTS citext SCHEMA public;
 CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public;
 RESET client_min_messages;
-
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE st text; msg text; hint text;
-BEGIN EXECUTE cmd; RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-  RETURN st || ': ' || msg || coalesce(' HINT: ' || nullif(hint, ''), '');
-END $f$;
 
 -- One result per line, without headers
 \pset format unaligned

@@ -5,18 +5,9 @@
 -- foreign keys, triggers, function bodies, RLS, extension defaults), public
 -- gains nothing, and rolling back to 0 empties the tenant schemas again.
 --
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS tenant_migrate CASCADE;
-CREATE EXTENSION tenant_migrate;
-RESET client_min_messages;
-
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE st text; msg text; hint text;
-BEGIN EXECUTE cmd; RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-  RETURN st || ': ' || msg || coalesce(' HINT: ' || nullif(hint, ''), '');
-END $f$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set setup :abs_srcdir '/test/setup.sql'
+\i :setup
 
 -- uuid_generate_v4() lives in public as a member of uuid-ossp
 SET client_min_messages = warning;
