@@ -232,12 +232,7 @@ tenant_set(PG_FUNCTION_ARGS)
 	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
 	GucContext	context = superuser() ? PGC_SUSET : PGC_USERSET;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tenant_schema must not be null"),
-				 errhint("Pass a tenant schema such as \"%sacme\".", tm_schema_prefix)));
-	schema = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	schema = tm_schema_arg(fcinfo);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

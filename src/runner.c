@@ -625,23 +625,11 @@ put_steps(FunctionCallInfo fcinfo, List *steps)
 	}
 }
 
-/* The tenant_schema argument; ERROR if NULL */
-static char *
-schema_arg(FunctionCallInfo fcinfo)
-{
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tenant_schema must not be null"),
-				 errhint("Pass a tenant schema such as \"%sacme\".", tm_schema_prefix)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(0));
-}
-
 /* tenant_migrate(tenant_schema text, target_version text DEFAULT NULL) */
 Datum
 tenant_migrate(PG_FUNCTION_ARGS)
 {
-	char	   *schema = schema_arg(fcinfo);
+	char	   *schema = tm_schema_arg(fcinfo);
 	char	   *target = arg_cstring(fcinfo, 1);
 	TmTenant	tenant;
 	TmKeepSet  *keep;
@@ -686,7 +674,7 @@ tenant_migrate_shared(PG_FUNCTION_ARGS)
 Datum
 tenant_rollback(PG_FUNCTION_ARGS)
 {
-	char	   *schema = schema_arg(fcinfo);
+	char	   *schema = tm_schema_arg(fcinfo);
 	char	   *target = arg_cstring(fcinfo, 1);
 	List	   *steps;
 

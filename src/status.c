@@ -64,12 +64,7 @@ tenant_migration_plan(PG_FUNCTION_ARGS)
 	List	   *pending;
 	ListCell   *lc;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tenant_schema must not be null"),
-				 errhint("Pass a tenant schema such as \"%sacme\".", tm_schema_prefix)));
-	schema = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	schema = tm_schema_arg(fcinfo);
 	if (!PG_ARGISNULL(1))
 	{
 		target = text_to_cstring(PG_GETARG_TEXT_PP(1));

@@ -183,6 +183,17 @@ tm_spi_getstr(uint64 row, int col)
 	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
 }
 
+char *
+tm_schema_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant_schema must not be null"),
+				 errhint("Pass a tenant schema such as \"%sacme\".", tm_schema_prefix)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(0));
+}
+
 List *
 tm_text_array_to_list(ArrayType *arr, const char *what)
 {

@@ -15,6 +15,7 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "utils/array.h"
 
@@ -48,6 +49,9 @@ extern void tm_spi_exec(const char *sql, int nargs, Oid *argtypes,
 
 /* Column col (1-based) of row of SPI_tuptable as a palloc'd C string, NULL if null. */
 extern char *tm_spi_getstr(uint64 row, int col);
+
+/* The first argument, tenant_schema, as a C string; ERROR if NULL */
+extern char *tm_schema_arg(FunctionCallInfo fcinfo);
 
 /* A text[] Datum as a List of C strings (NULL elements are refused). */
 extern List *tm_text_array_to_list(ArrayType *arr, const char *what);
