@@ -10,6 +10,7 @@ OBJS = \
 	src/registry.o \
 	src/runner.o \
 	src/fleet.o \
+	src/audit.o \
 	src/status.o
 DATA = tenant_migrate--1.0.sql
 PGFILEDESC = "tenant_migrate - schema-per-tenant migrations inside PostgreSQL"

@@ -211,7 +211,8 @@ SELECT pg_temp.try($$SELECT tenant_migrate('tenant_acme')$$);
 -- a long statement is cut short in the detail
 SELECT tenant_migration_add('9', 'long', $$SELECT 1 / 0, '$$ || repeat('x', 300) || $$'$$) IS NOT NULL;
 SELECT pg_temp.try($$SELECT tenant_migrate('tenant_acme')$$);
--- nothing of version 9 was applied or recorded
+-- nothing of version 9 was applied or recorded as applied; each of the 4
+-- failed attempts is in the log, committed apart from the aborted call
 SELECT format('table nine: %s, history rows: %s, log rows: %s, items: %s',
               coalesce(to_regclass('tenant_acme.nine')::text, 'none'),
               (SELECT count(*) FROM tenant_migrations WHERE version = '9'),

@@ -167,7 +167,8 @@ SELECT tenant_schema, version, action, status FROM tenant_migration_log
 
 -- A failing migration (its second statement fails) leaves the tenant
 -- exactly as before, and search_path / lock_timeout are restored even when
--- the error is caught by a PL/pgSQL exception block
+-- the error is caught by a PL/pgSQL exception block; the failed attempt
+-- itself is in the log (written in a transaction of its own)
 SELECT tenant_migration_add('009', 'half_done', 'CREATE TABLE public.half_done (id int); INSERT INTO public.no_such_table VALUES (1);') IS NOT NULL AS registered;
 SELECT count(*) AS log_rows_before FROM tenant_migration_log \gset
 SET search_path = public, pg_catalog;
@@ -183,6 +184,8 @@ SHOW lock_timeout;
 SELECT to_regclass('tenant_acme.half_done') AS half_done;
 SELECT count(*) AS history_rows FROM tenant_migrations WHERE version = '009';
 SELECT count(*) - :log_rows_before AS new_log_rows FROM tenant_migration_log;
+SELECT version, action, status, split_part(error, E'\n', 1) AS error
+  FROM tenant_migration_log ORDER BY id DESC LIMIT 1;
 -- the same through a savepoint
 BEGIN;
 SAVEPOINT before_migrate;

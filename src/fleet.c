@@ -212,7 +212,7 @@ fleet_run(FunctionCallInfo fcinfo, FleetOp op, const char *target,
 		tm_check_target(target, NULL);
 		pgstat_report_activity(STATE_RUNNING, psprintf("%s: shared migrations", procname));
 		shared = tm_apply_pending(TM_SHARED_SCHEMA, tm_public_namespace(), true,
-								  target, NULL, NULL);
+								  target, NULL, NULL, true);
 		if (shared != NIL)
 			ereport(NOTICE,
 					(errmsg("%s: applied %d shared migration(s) to public",
@@ -421,10 +421,10 @@ fleet_one(FleetRun *run, FleetTenant *t)
 
 				if (run->op == FLEET_MIGRATE)
 					steps = tm_apply_pending(t->schema, t->nspoid, false,
-											 run->target, run->keep, &run->cache);
+											 run->target, run->keep, &run->cache, false);
 				else
 					steps = tm_revert(t->schema, t->nspoid, false,
-									  run->target, run->keep);
+									  run->target, run->keep, false);
 				outcome = (steps != NIL) ? OUTCOME_DONE : OUTCOME_NOTHING;
 			}
 			ReleaseCurrentSubTransaction();

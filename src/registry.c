@@ -209,7 +209,7 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 				3, argtypes, values, nulls, SPI_OK_INSERT);
 
 	keep = tm_keepset_build();
-	(void) tm_apply_pending(schema, nspoid, false, NULL, keep, NULL);
+	(void) tm_apply_pending(schema, nspoid, false, NULL, keep, NULL, false);
 
 	SPI_finish();
 	PG_RETURN_NAME(result);

@@ -28,7 +28,10 @@
  * 4. An error is re-thrown with its SQLSTATE, its message prefixed with the
  *    tenant and version, and the failing statement in the detail.  Nothing
  *    is caught and carried on with: the caller's transaction (or the fleet
- *    run's per-tenant transaction) is what undoes a failed tenant.
+ *    run's per-tenant subtransaction) is what undoes a failed tenant.  For
+ *    the one-schema SQL calls (audit = true) the failed attempt is first
+ *    written to the log by a background worker (audit.c), so that it
+ *    survives the abort.
  * 5. The history row (public.tenant_migrations) and the audit row
  *    (public.tenant_migration_log) are written by one statement right after
  *    the script, in the same transaction as the script itself.
@@ -68,7 +71,7 @@ typedef struct TmApplied
 
 static double run_script(const TmScript *script, const char *schema,
 						 bool rewrite, bool shared, const char *version,
-						 const char *name, const char *action);
+						 const char *name, const char *action, bool audit);
 static void check_dependencies(const char *schema, bool shared, List *pending);
 static int	pending_cmp(const ListCell *a, const ListCell *b);
 static int	applied_cmp_desc(const ListCell *a, const ListCell *b);
@@ -317,7 +320,7 @@ tm_check_target(const char *target, const char *scope)
 static double
 run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 		   bool shared, const char *version, const char *name,
-		   const char *action)
+		   const char *action, bool audit)
 {
 	/* recompiled after CREATE EXTENSION; volatile across PG_TRY */
 	const TmScript *volatile script = orig_script;
@@ -325,6 +328,7 @@ run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 	GucContext	context = superuser() ? PGC_SUSET : PGC_USERSET;
 	instr_time	start,
 				elapsed;
+	TimestampTz started_at = GetCurrentTimestamp();
 	int			nestlevel;
 	int			i;
 
@@ -370,6 +374,14 @@ run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 			edata->detail = edata->detail ?
 				psprintf("Statement %d of %d: %s\n%s", i + 1, script->nstmts, stmt, edata->detail) :
 				psprintf("Statement %d of %d: %s", i + 1, script->nstmts, stmt);
+			if (audit)
+			{
+				INSTR_TIME_SET_CURRENT(elapsed);
+				INSTR_TIME_SUBTRACT(elapsed, start);
+				tm_audit_failure(schema, version, action,
+								 psprintf("%s\n%s", edata->message, edata->detail),
+								 started_at, INSTR_TIME_GET_MILLISEC(elapsed));
+			}
 			ReThrowError(edata);
 		}
 		PG_END_TRY();
@@ -395,7 +407,7 @@ run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 List *
 tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 				 const char *target, const TmKeepSet *keep,
-				 TmScriptCache *cache)
+				 TmScriptCache *cache, bool audit)
 {
 	List	   *pending;
 	List	   *steps = NIL;
@@ -418,7 +430,7 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 		step->name = p->name;
 		strlcpy(tm_current_version, p->version, sizeof(tm_current_version));
 		step->duration_ms = run_script(p->up, schema, !shared, shared,
-									   p->version, p->name, "up");
+									   p->version, p->name, "up", audit);
 		tm_current_version[0] = '\0';
 
 		values[0] = CStringGetTextDatum(schema);
@@ -455,7 +467,7 @@ applied_cmp_desc(const ListCell *a, const ListCell *b)
 
 List *
 tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
-		  const TmKeepSet *keep)
+		  const TmKeepSet *keep, bool audit)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTARRAYOID};
 	Datum		values[2];
@@ -565,7 +577,7 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 		step->name = a->name;
 		strlcpy(tm_current_version, a->version, sizeof(tm_current_version));
 		step->duration_ms = run_script(a->down, schema, !shared && !a->rendered,
-									   shared, a->version, a->name, "down");
+									   shared, a->version, a->name, "down", audit);
 		tm_current_version[0] = '\0';
 
 		logvalues[0] = CStringGetTextDatum(schema);
@@ -643,7 +655,7 @@ tenant_migrate(PG_FUNCTION_ARGS)
 	tm_tenant_lookup(schema, &tenant);
 	tm_check_target(target, TM_SCOPE_TENANT);
 	keep = tm_keepset_build();
-	put_steps(fcinfo, tm_apply_pending(tenant.schema, tenant.nspoid, false, target, keep, NULL));
+	put_steps(fcinfo, tm_apply_pending(tenant.schema, tenant.nspoid, false, target, keep, NULL, true));
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -661,7 +673,7 @@ tenant_migrate_shared(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	tm_check_target(target, TM_SCOPE_SHARED);
-	put_steps(fcinfo, tm_apply_pending(TM_SHARED_SCHEMA, tm_public_namespace(), true, target, NULL, NULL));
+	put_steps(fcinfo, tm_apply_pending(TM_SHARED_SCHEMA, tm_public_namespace(), true, target, NULL, NULL, true));
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -685,13 +697,13 @@ tenant_rollback(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (strcmp(schema, TM_SHARED_SCHEMA) == 0)
-		steps = tm_revert(TM_SHARED_SCHEMA, tm_public_namespace(), true, target, NULL);
+		steps = tm_revert(TM_SHARED_SCHEMA, tm_public_namespace(), true, target, NULL, true);
 	else
 	{
 		TmTenant	tenant;
 
 		tm_tenant_lookup(schema, &tenant);
-		steps = tm_revert(tenant.schema, tenant.nspoid, false, target, tm_keepset_build());
+		steps = tm_revert(tenant.schema, tenant.nspoid, false, target, tm_keepset_build(), true);
 	}
 	put_steps(fcinfo, steps);
 	SPI_finish();

@@ -18,6 +18,7 @@
 #include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "utils/array.h"
+#include "utils/timestamp.h"
 
 /*
  * First key of every advisory lock the extension takes; the second key is
@@ -185,15 +186,23 @@ extern void tm_check_target(const char *target, const char *scope);
  * Applies pending migrations of one scope to schema (a tenant, or public
  * for shared scripts) up to target (NULL: all).  Returns a List of TmStep.
  * Runs in the caller's transaction; takes the schema's advisory lock.
- * cache may be NULL.
+ * cache may be NULL.  audit: a failure is logged durably (audit.c) before
+ * the error goes on, for calls whose transaction the error will abort.
  */
 extern List *tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 							  const char *target, const TmKeepSet *keep,
-							  TmScriptCache *cache);
+							  TmScriptCache *cache, bool audit);
 
 /* Reverts applied migrations newer than target (NULL: the newest one). */
 extern List *tm_revert(const char *schema, Oid nspoid, bool shared,
-					   const char *target, const TmKeepSet *keep);
+					   const char *target, const TmKeepSet *keep, bool audit);
+
+/*---- Durable failure rows (audit.c) ----*/
+
+/* Writes a 'failed' log row in a transaction of its own */
+extern void tm_audit_failure(const char *schema, const char *version,
+							 const char *action, const char *error,
+							 TimestampTz started_at, double duration_ms);
 
 /* Version of the script running now ("" between scripts), for fleet logs */
 extern char tm_current_version[NAMEDATALEN];
