@@ -14,9 +14,9 @@
  *
  * The worker connects as the bootstrap superuser (the caller's role may be
  * NOLOGIN) and records the caller's role in performed_by; it only ever
- * inserts the one row it was handed.  If no worker slot is free
- * (max_worker_processes), the row is skipped with a WARNING: the error
- * itself still reaches the caller.  Fleet runs do not need this: they roll
+ * inserts the one row it was handed, then sets done in the request.  If no
+ * worker slot is free (max_worker_processes) or the worker could not write
+ * the row, the caller gets a WARNING; the error itself still reaches it.  Fleet runs do not need this: they roll
  * a failed tenant back to a subtransaction and log in their own transaction.
  *
  *-------------------------------------------------------------------------
@@ -52,6 +52,7 @@ typedef struct TmAuditRequest
 	char		action[16];
 	TimestampTz started_at;
 	double		duration_ms;
+	bool		done;			/* set by the worker once the row is committed */
 	char		error[FLEXIBLE_ARRAY_MEMBER];
 } TmAuditRequest;
 
@@ -76,6 +77,7 @@ tm_audit_failure(const char *schema, const char *version, const char *action,
 	strlcpy(req->action, action, sizeof(req->action));
 	req->started_at = started_at;
 	req->duration_ms = duration_ms;
+	req->done = false;
 	memcpy(req->error, error, errlen + 1);
 
 	memset(&worker, 0, sizeof(worker));
@@ -99,6 +101,11 @@ tm_audit_failure(const char *schema, const char *version, const char *action,
 		return;
 	}
 	(void) WaitForBackgroundWorkerShutdown(handle);
+	if (!req->done)
+		ereport(WARNING,
+				(errmsg("could not record the failed attempt in tenant_migration_log"),
+				 errdetail("The background worker writing it failed."),
+				 errhint("See the server log for its error.")));
 	dsm_detach(seg);
 }
 
@@ -148,6 +155,7 @@ tm_audit_worker_main(Datum arg)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	req->done = true;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	dsm_detach(seg);
 	proc_exit(0);

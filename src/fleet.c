@@ -117,6 +117,9 @@ typedef struct FleetRun
 static void fleet_run(FunctionCallInfo fcinfo, FleetOp op,
 					  const char *target, ArrayType *tenants,
 					  int max_failures);
+static void fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op,
+						   const char *target, ArrayType *tenants,
+						   int max_failures);
 static FleetTenant *fleet_tenants(FleetRun *run, ArrayType *tenants, int *ntenants);
 static FleetOutcome fleet_one(FleetRun *run, FleetTenant *t);
 static void fleet_log(const char *schema, const char *version, const char *action,
@@ -156,9 +159,30 @@ tenant_rollback_all(PG_FUNCTION_ARGS)
 
 /*---- The run ----*/
 
+/*
+ * The run itself; pg_stat_activity shows the tenant being migrated while
+ * it goes, and the CALL's own text again afterwards, also after an error.
+ */
 static void
 fleet_run(FunctionCallInfo fcinfo, FleetOp op, const char *target,
 		  ArrayType *tenants, int max_failures)
+{
+	PG_TRY();
+	{
+		fleet_run_guts(fcinfo, op, target, tenants, max_failures);
+	}
+	PG_CATCH();
+	{
+		pgstat_report_activity(STATE_RUNNING, debug_query_string);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_RUNNING, debug_query_string);
+}
+
+static void
+fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op, const char *target,
+			   ArrayType *tenants, int max_failures)
 {
 	FleetRun	run;
 	FleetTenant *list;
@@ -283,7 +307,6 @@ fleet_run(FunctionCallInfo fcinfo, FleetOp op, const char *target,
 
 	MemoryContextReset(run.tenant_cxt);
 	fleet_progress(&run, true);
-	pgstat_report_activity(STATE_RUNNING, debug_query_string);
 	SPI_finish();
 }
 

@@ -413,6 +413,8 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 	List	   *steps = NIL;
 	ListCell   *lc;
 
+	/* an earlier call that failed may have left it set */
+	tm_current_version[0] = '\0';
 	(void) tm_lock_schema(nspoid, false);
 	pending = tm_pending_scripts(schema, shared, target, keep, cache);
 
@@ -481,6 +483,7 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 	Datum	   *versions;
 	int			nversions = 0;
 
+	tm_current_version[0] = '\0';
 	(void) tm_lock_schema(nspoid, false);
 
 	values[0] = CStringGetTextDatum(schema);
