@@ -1,0 +1,340 @@
+# t/001_crash_recovery.pl
+#
+# A fleet run (CALL tenant_migrate_all()) that dies mid-run -- the server
+# crashes (immediate stop), its backend is killed with SIGKILL, it is
+# cancelled, or it is terminated -- leaves every tenant either fully at the
+# old version or fully at the new one: the migration's objects exist if and
+# only if its history row and its 'ok' log row exist, status agrees, and
+# nothing is logged as failed.  The next run migrates exactly the rest.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $ntenants = 200;
+my $started = time();
+
+my $node = PostgreSQL::Test::Cluster->new('crash');
+$node->init;
+# Scenario 2 kills one backend and needs the postmaster to reset and go on
+# (the test framework turns this off by default).
+$node->append_conf('postgresql.conf', "restart_after_crash = on\n");
+$node->start;
+
+$node->safe_psql('postgres', 'CREATE EXTENSION tenant_migrate');
+
+# Version 1: a table every later migration builds on.
+$node->safe_psql('postgres', q{
+SELECT tenant_migration_add('1', 'items',
+  'CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL);');
+});
+
+# 200 tenants, 50 per transaction (psql runs each statement in its own).
+$node->safe_psql('postgres', join(
+	"\n",
+	map {
+		my $lo = $_ * 50 + 1;
+		my $hi = $lo + 49;
+		"SELECT count(create_tenant_schema(format('t%s', lpad(i::text, 3, '0'))))"
+		  . " FROM generate_series($lo, $hi) i;"
+	} 0 .. ($ntenants / 50 - 1)));
+is($node->safe_psql('postgres', 'SELECT count(*) FROM tenant_registry'),
+	$ntenants, "$ntenants tenants created");
+
+# A migration that is slow only when tmtest.sleep is set in the session that
+# runs it: the runs we interrupt are slow (so they are surely mid-run when hit),
+# the runs that finish the job are fast.  The sleep sits between two DDL
+# statements, so an interruption most likely lands inside a tenant's
+# transaction with part of its DDL done.
+sub add_slow_migration
+{
+	my ($v) = @_;
+	my $up = qq{
+CREATE TABLE public.t$v (id int PRIMARY KEY, item_id int REFERENCES public.items (id), note text);
+SELECT pg_catalog.pg_sleep(coalesce(nullif(current_setting('tmtest.sleep', true), ''), '0')::float8);
+ALTER TABLE public.items ADD COLUMN c$v int NOT NULL DEFAULT $v;
+CREATE INDEX t${v}_item_idx ON public.t$v (item_id);
+};
+	$node->safe_psql('postgres',
+		"SELECT tenant_migration_add('$v', 'slow $v', \$m\$$up\$m\$)");
+	return;
+}
+
+# Per tenant: does it have version $v's table, column and index, its history
+# row, how many 'ok' up log rows for it, and what status says is pending.
+# Returns "new|old|inconsistent" counts; the inconsistent tenants are listed
+# in the test output.
+sub check_consistent
+{
+	my ($v, $label) = @_;
+	my $prev = $v - 1;
+	my $sql = qq{
+WITH per_tenant AS (
+  SELECT r.schema_name,
+         to_regclass(format('%I.%I', r.schema_name, 't$v')) IS NOT NULL AS has_table,
+         to_regclass(format('%I.%I', r.schema_name, 't${v}_item_idx')) IS NOT NULL AS has_index,
+         EXISTS (SELECT 1 FROM pg_attribute a
+                  WHERE a.attrelid = to_regclass(format('%I.items', r.schema_name))
+                    AND a.attname = 'c$v' AND NOT a.attisdropped) AS has_column,
+         EXISTS (SELECT 1 FROM tenant_migrations m
+                  WHERE m.tenant_schema = r.schema_name AND m.version = '$v') AS has_row,
+         (SELECT count(*) FROM tenant_migration_log l
+           WHERE l.tenant_schema = r.schema_name AND l.version = '$v'
+             AND l.action = 'up' AND l.status = 'ok') AS ok_rows,
+         s.pending, s.current_version, s.last_error
+    FROM tenant_registry r
+    JOIN tenant_migration_status() s ON s.tenant_schema = r.schema_name),
+checked AS (
+  SELECT *, (has_table = has_row AND has_index = has_row AND has_column = has_row
+             AND ok_rows = has_row::int
+             AND pending = CASE WHEN has_row THEN 0 ELSE 1 END
+             AND current_version = CASE WHEN has_row THEN '$v' ELSE '$prev' END
+             AND last_error IS NULL) AS consistent
+    FROM per_tenant)
+SELECT count(*) FILTER (WHERE has_row),
+       count(*) FILTER (WHERE NOT has_row),
+       count(*) FILTER (WHERE NOT consistent),
+       coalesce(string_agg(schema_name, ',') FILTER (WHERE NOT consistent), '')
+  FROM checked};
+	my ($new, $old, $bad, $which) =
+	  split /\|/, $node->safe_psql('postgres', $sql), -1;
+	is($bad, 0, "$label: every tenant is wholly at version $prev or wholly at $v")
+	  or diag("inconsistent tenants: $which");
+	return ($new, $old);
+}
+
+# Nothing was ever logged as failed (an interruption is not a tenant failure),
+# and no version was applied twice.
+sub check_no_failures
+{
+	my ($label) = @_;
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT count(*) FROM tenant_migration_log WHERE status <> 'ok'"),
+		0,
+		"$label: no failed or skipped rows in tenant_migration_log");
+	is( $node->safe_psql(
+			'postgres', q{
+SELECT count(*) FROM (
+  SELECT tenant_schema, version FROM tenant_migration_log
+   WHERE action = 'up' AND status = 'ok'
+   GROUP BY 1, 2 HAVING count(*) > 1) d}),
+		0,
+		"$label: no tenant has a version applied twice");
+	return;
+}
+
+# Starts a slow CALL tenant_migrate_all() in a background session; returns
+# the session and its backend pid.
+sub start_slow_run
+{
+	my $bg = $node->background_psql('postgres', on_error_stop => 0);
+	my $pid = $bg->query_safe('SELECT pg_backend_pid()');
+	$bg->query_safe(q{SET tmtest.sleep = '0.05'});
+	$bg->query_safe(q{\set VERBOSITY verbose});
+	$bg->query_until(qr/run_started/,
+		"\\echo run_started\nCALL tenant_migrate_all();\n\\echo run_ended\n");
+	return ($bg, $pid);
+}
+
+# Waits until at least 20 tenants have version $v committed.
+sub wait_for_progress
+{
+	my ($v) = @_;
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT count(*) >= 20 FROM tenant_migrations WHERE version = '$v'"),
+		"version $v: the run has committed at least 20 tenants");
+	return;
+}
+
+# Waits for the psql of an interrupted run to report its lost connection,
+# then reaps it.  Its input was all sent already, so closing stdin is enough
+# (no \q written to a psql that may have exited).
+sub wait_session_lost
+{
+	my ($bg, $label) = @_;
+	ok( pump_until(
+			$bg->{run}, $bg->{timeout}, \$bg->{stderr},
+			qr/server closed the connection unexpectedly|connection to server was lost/
+		),
+		"$label: the session running the CALL lost its connection");
+	$bg->{run}->finish;
+	return;
+}
+
+# A fast run that finishes the job: it must migrate exactly the tenants the
+# interrupted run did not reach, and leave everybody up to date.
+sub finish_run
+{
+	my ($v, $done_before, $label) = @_;
+	my ($ret, $stdout, $stderr) =
+	  $node->psql('postgres', 'CALL tenant_migrate_all()');
+	is($ret, 0, "$label: the next run succeeds");
+	my $rest = $ntenants - $done_before;
+	like(
+		$stderr,
+		qr/tenant_migrate_all finished in [0-9.]+ s: $ntenants tenant\(s\), $rest migrated, $done_before already up to date, 0 failed, 0 skipped \(busy\)/,
+		"$label: the next run migrates the $rest remaining tenants and leaves the $done_before others alone"
+	);
+	my ($new, $old) = check_consistent($v, "$label, after the next run");
+	is($new, $ntenants, "$label: all $ntenants tenants are at version $v");
+	is( $node->safe_psql(
+			'postgres',
+			'SELECT tenants, up_to_date, behind, failing, newest_version FROM tenant_migration_overview'
+		),
+		"$ntenants|$ntenants|0|0|$v",
+		"$label: overview shows everybody up to date");
+	check_no_failures("$label, after the next run");
+	return;
+}
+
+# Checks the state right after an interruption; returns how many tenants
+# the interrupted run had committed.
+sub check_interrupted
+{
+	my ($v, $label) = @_;
+	my ($new, $old) = check_consistent($v, $label);
+	cmp_ok($new, '>=', 20, "$label: the tenants committed before it stay migrated ($new)");
+	cmp_ok($old, '>', 0, "$label: the run did not finish ($old tenants left)");
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1414332417"
+		),
+		0,
+		"$label: no tenant advisory lock is left behind");
+	check_no_failures($label);
+	return $new;
+}
+
+###
+### 1. The server crashes (immediate shutdown: no checkpoint, WAL replay)
+###
+add_slow_migration(2);
+{
+	my ($bg, $pid) = start_slow_run();
+	wait_for_progress(2);
+	$node->stop('immediate');
+	wait_session_lost($bg, 'server crash');
+	$node->start;
+	my $done = check_interrupted(2, 'server crash');
+	finish_run(2, $done, 'server crash');
+}
+
+###
+### 2. The backend running the CALL is killed with SIGKILL: the postmaster
+###    resets every backend and replays WAL.
+###
+add_slow_migration(3);
+{
+	my ($bg, $pid) = start_slow_run();
+	wait_for_progress(3);
+	my $log_offset = -s $node->logfile;
+	is(kill('KILL', $pid), 1, 'SIGKILL sent to the backend running the CALL');
+	wait_session_lost($bg, 'backend SIGKILL');
+	# The postmaster resets every backend, replays WAL, then accepts
+	# connections again.
+	$node->wait_for_log(qr/all server processes terminated; reinitializing/,
+		$log_offset);
+	ok($node->poll_query_until('postgres', 'SELECT 1', '1'),
+		'the server is back after the backend crash');
+	my $done = check_interrupted(3, 'backend SIGKILL');
+	finish_run(3, $done, 'backend SIGKILL');
+}
+
+###
+### 3. pg_cancel_backend(): the run stops with 57014, the session lives on.
+###
+add_slow_migration(4);
+{
+	my ($bg, $pid) = start_slow_run();
+	wait_for_progress(4);
+	is($node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)"),
+		't', 'pg_cancel_backend() of the running CALL');
+	ok( pump_until(
+			$bg->{run}, $bg->{timeout}, \$bg->{stdout}, qr/run_ended/),
+		'the CALL returned after the cancel');
+	# A query round trip reads everything psql wrote to stderr before it,
+	# and shows the session is still usable.
+	$bg->{stdout} = '';
+	is( $bg->query(
+			"SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid()"),
+		'active',
+		'the cancelled session is still connected and usable');
+	like(
+		$bg->{stderr},
+		qr/ERROR:  57014: (apply of migration 4 \(slow 4\) failed on tenant "tenant_t\d+": )?canceling statement due to user request/,
+		'the cancel stops the run with SQLSTATE 57014');
+	# Most likely the cancel hit the pg_sleep, after the CREATE TABLE of
+	# that tenant had run: that table must be gone with the rest.
+  SKIP:
+	{
+		skip 'the cancel did not land inside a script', 1
+		  unless $bg->{stderr} =~
+		  /failed on tenant "(tenant_t\d+)": canceling statement due to user request\nDETAIL:  Statement (\d) of 4/;
+		my ($tenant, $stmt) = ($1, $2);
+		is( $node->safe_psql(
+				'postgres', qq{
+SELECT to_regclass('$tenant.t4') IS NULL
+   AND NOT EXISTS (SELECT 1 FROM tenant_migrations WHERE tenant_schema = '$tenant' AND version = '4')}),
+			't',
+			"the tenant cancelled at statement $stmt of 4 ($tenant) has none of version 4, not even the table its statement 1 created"
+		);
+	}
+	unlike($bg->{stderr}, qr/tenant_migrate_all finished/,
+		'the cancelled run does not report itself as finished');
+	unlike($bg->{stderr}, qr/WARNING/,
+		'the cancel is not reported as a tenant failure');
+	is( $node->safe_psql(
+			'postgres', "SELECT state FROM pg_stat_activity WHERE pid = $pid"),
+		'idle',
+		'the cancelled session is idle (not in a transaction)');
+	my $done = check_interrupted(4, 'cancel');
+	$bg->quit;
+	finish_run(4, $done, 'cancel');
+}
+
+###
+### 4. pg_terminate_backend(): the session ends, the run with it.
+###
+add_slow_migration(5);
+{
+	my ($bg, $pid) = start_slow_run();
+	wait_for_progress(5);
+	is($node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)"),
+		't', 'pg_terminate_backend() of the running CALL');
+	ok( pump_until(
+			$bg->{run}, $bg->{timeout}, \$bg->{stderr},
+			qr/57P01: terminating connection due to administrator command/),
+		'the CALL ended with SQLSTATE 57P01');
+	wait_session_lost($bg, 'terminate');
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $pid)"),
+		'the terminated backend is gone');
+	my $done = check_interrupted(5, 'terminate');
+	finish_run(5, $done, 'terminate');
+}
+
+# Every tenant's data still works: the FK of the last migration rejects a
+# row that points nowhere, the defaults fire.
+$node->safe_psql('postgres', q{
+INSERT INTO tenant_t001.items (id, name) VALUES (1, 'one');
+INSERT INTO tenant_t001.t5 (id, item_id) VALUES (1, 1);
+});
+is( $node->safe_psql(
+		'postgres', 'SELECT c2, c3, c4, c5 FROM tenant_t001.items WHERE id = 1'),
+	'2|3|4|5',
+	'defaults added by every migration fire');
+my ($ret, $out, $err) = $node->psql('postgres',
+	'INSERT INTO tenant_t200.t5 (id, item_id) VALUES (1, 42)');
+like($err, qr/violates foreign key constraint/,
+	'the FK created by the last migration rejects a dangling row');
+
+$node->stop;
+note(sprintf('001_crash_recovery ran in %.1f s', time() - $started));
+done_testing();
