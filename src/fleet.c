@@ -4,14 +4,24 @@
  *		Fleet runs: PROCEDURE tenant_migrate_all() and
  *		PROCEDURE tenant_rollback_all(), one commit per tenant.
  *
- * Transactions, locks and memory
- * ------------------------------
- * The procedures connect to SPI non-atomically and commit (SPI_commit)
- * after every tenant, so a run over 10,000 tenants holds the locks of one
- * tenant at a time and a failure undoes only that tenant.  Called inside an
- * explicit transaction block (CallContext.atomic) they refuse at once.
+ * Processes, transactions and locks
+ * ---------------------------------
+ * The CALL's own backend (the leader) refuses inside a transaction block
+ * (CallContext.atomic), applies pending shared scripts in a transaction of
+ * its own, then reads, set-based, which tenants have work.  It hands those
+ * tenants, FLEET_BATCH at a time, to a dynamic background worker that
+ * connects as the caller with the caller's settings (GUC state and roles
+ * are copied the way parallel query copies them) and works through its
+ * batch; the leader waits, relays progress NOTICEs and failure WARNINGs,
+ * and starts the next worker.  Why workers: every tenant has its own
+ * functions, and each one a migration calls (a trigger firing during a
+ * data migration) stays compiled in PL/pgSQL's cache for the life of the
+ * backend -- some 80 kB apiece, with no way to evict it.  A worker exits
+ * after its batch, so memory stays bounded however many tenants there
+ * are.  If no worker can be started (no free max_worker_processes slot),
+ * the leader runs the batch itself.
  *
- * For each tenant:
+ * For each tenant, in the worker (or the leader):
  *	1. An internal subtransaction isolates the tenant's work, the way a
  *	   PL/pgSQL EXCEPTION block does.
  *	2. The tenant's advisory lock is tried without waiting: a tenant another
@@ -25,17 +35,16 @@
  *	   A lock timeout is retried up to tenant_migrate.lock_retries times
  *	   with exponential backoff.  A query cancel is not a tenant failure: it
  *	   stops the run (what was committed stays committed).
- *	5. SPI_commit().
+ *	5. SPI_commit() (non-atomic SPI).
  *
- * Which tenants have work is read once, set-based, at the start; the
- * runner re-reads each tenant's history under its lock, so a stale list
- * can cost a wasted lock, never a double apply.  Each script is compiled
- * once per run (TmScriptCache).  Per-tenant allocations go to a memory
- * context reset for every tenant, SPI results are freed as the next query
- * runs, and the relation and catalog caches -- which otherwise keep an
- * entry for every tenant table the run has touched -- are flushed every
- * FLEET_CACHE_FLUSH tenants, so memory stays flat however many tenants
- * there are.
+ * A cancel of the CALL terminates the worker and waits for it, so when the
+ * CALL returns, the tenant in progress is rolled back; a terminated leader
+ * terminates its worker on exit.  The runner re-reads each tenant's
+ * history under its lock, so the list read at the start can be stale at
+ * no cost but a wasted lock.  Each script is compiled once per process
+ * (TmScriptCache), per-tenant allocations go to a memory context reset for
+ * every tenant, SPI results are freed as the next query runs, and the
+ * relation and catalog caches are flushed every FLEET_CACHE_FLUSH tenants.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,20 +59,33 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 PG_FUNCTION_INFO_V1(tenant_migrate_all);
 PG_FUNCTION_INFO_V1(tenant_rollback_all);
 
+PGDLLEXPORT void tm_fleet_worker_main(Datum arg);
+
+/* Tenants one worker takes before it exits and frees what it cached */
+#define FLEET_BATCH			100
+
 /* Flush relation and catalog caches after this many tenants */
-#define FLEET_CACHE_FLUSH	200
+#define FLEET_CACHE_FLUSH	50
+
+/* How often the leader looks at its worker, in milliseconds */
+#define FLEET_POLL_MS		100
 
 /* First lock-timeout retry waits this long; each next one twice as long */
 #define FLEET_BACKOFF_MS	100
@@ -92,25 +114,72 @@ typedef struct FleetTenant
 	bool		has_work;
 } FleetTenant;
 
-/* Everything one run carries from tenant to tenant */
+/* What happened so far: the whole run (leader) or one batch (worker) */
+typedef struct FleetCounts
+{
+	int			done;			/* active tenants dealt with */
+	int			changed;
+	int			nothing;
+	int			failed;
+	int			busy;
+} FleetCounts;
+
+/* Everything a run carries from tenant to tenant, in either process */
 typedef struct FleetRun
 {
 	FleetOp		op;
 	const char *procname;
 	const char *target;
+	int			max_failures;	/* -1: no limit */
+	int			failed_before;	/* failures of earlier batches */
 	TmKeepSet  *keep;
 	TmScriptCache cache;
 	MemoryContext tenant_cxt;
 	TimestampTz started;
 	TimestampTz last_progress;
 	int			total;			/* active tenants considered */
-	int			done;			/* of those, dealt with so far */
-	int			changed;
-	int			nothing;
-	int			failed;
-	int			busy;
 	int			inactive;
+	int			since_flush;
+	bool		in_worker;		/* transactions by hand, not SPI_commit */
+	FleetCounts counts;
 } FleetRun;
+
+/* A tenant as handed to a worker */
+typedef struct FleetSharedTenant
+{
+	NameData	schema;
+	Oid			nspoid;
+} FleetSharedTenant;
+
+/*
+ * The dynamic shared memory a worker gets: its orders, then the tenants,
+ * then the leader's serialized GUC state.  The worker writes current,
+ * counts and finished; the leader only reads them.
+ */
+typedef struct FleetShared
+{
+	Oid			dboid;
+	Oid			auth_user;
+	Oid			outer_user;
+	Oid			current_user;
+	int			sec_context;
+	bool		is_superuser;
+	FleetOp		op;
+	bool		has_target;
+	NameData	target;
+	int			max_failures;
+	int			failed_before;
+	int			ntenants;
+	Size		guc_offset;
+	volatile int current;		/* index of the tenant in progress, or -1 */
+	volatile FleetCounts counts;
+	volatile bool finished;		/* the worker got through its batch */
+	FleetSharedTenant tenants[FLEXIBLE_ARRAY_MEMBER];
+} FleetShared;
+
+/* The worker a leader waits for, so that exiting can terminate it */
+static BackgroundWorkerHandle *active_worker = NULL;
+static bool exit_callback_registered = false;
 
 /*---- Local functions ----*/
 
@@ -120,11 +189,22 @@ static void fleet_run(FunctionCallInfo fcinfo, FleetOp op,
 static void fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op,
 						   const char *target, ArrayType *tenants,
 						   int max_failures);
+static void fleet_init_run(FleetRun *run, FleetOp op, const char *target,
+						   int max_failures);
 static FleetTenant *fleet_tenants(FleetRun *run, ArrayType *tenants, int *ntenants);
+static void fleet_do_tenant(FleetRun *run, FleetTenant *t);
+static void fleet_commit(FleetRun *run);
+static void fleet_worker_begin_xact(void);
+static void fleet_worker_end_xact(void);
+static bool fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
+								  char *gucstate, Size gucsize);
+static void fleet_relay_failures(FleetRun *run, int64 after_id);
+static void fleet_leader_exit(int code, Datum arg);
 static FleetOutcome fleet_one(FleetRun *run, FleetTenant *t);
 static void fleet_log(const char *schema, const char *version, const char *action,
 					  const char *status, const char *error);
-static void fleet_progress(FleetRun *run, bool final);
+static void fleet_progress(FleetRun *run, const FleetCounts *extra,
+						   const char *current, bool final);
 static void fleet_backoff(int attempt);
 
 /*---- SQL-callable ----*/
@@ -157,7 +237,7 @@ tenant_rollback_all(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/*---- The run ----*/
+/*---- The leader ----*/
 
 /*
  * The run itself; pg_stat_activity shows the tenant being migrated while
@@ -186,9 +266,11 @@ fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op, const char *target,
 {
 	FleetRun	run;
 	FleetTenant *list;
+	FleetTenant **batch;
 	int			ntenants;
 	int			i;
-	int			since_flush = 0;
+	char	   *gucstate;
+	Size		gucsize;
 	const char *procname = (op == FLEET_MIGRATE) ? "tenant_migrate_all" : "tenant_rollback_all";
 
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
@@ -206,22 +288,9 @@ fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op, const char *target,
 	if (target != NULL)
 		tm_version_check(target, "target version");
 
-	memset(&run, 0, sizeof(run));
-	run.op = op;
-	run.procname = procname;
-	run.target = target;
-
 	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect_ext failed");
-
-	/* The SPI procedure context survives the commits; the run lives there */
-	run.cache.cxt = AllocSetContextCreate(CurrentMemoryContext,
-										  "tenant_migrate script cache",
-										  ALLOCSET_DEFAULT_SIZES);
-	run.tenant_cxt = AllocSetContextCreate(CurrentMemoryContext,
-										   "tenant_migrate per-tenant",
-										   ALLOCSET_DEFAULT_SIZES);
-	run.started = run.last_progress = GetCurrentTimestamp();
+	fleet_init_run(&run, op, target, max_failures);
 
 	if (op == FLEET_MIGRATE)
 	{
@@ -244,70 +313,384 @@ fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op, const char *target,
 		SPI_commit();
 	}
 
-	run.keep = tm_keepset_build();
 	list = fleet_tenants(&run, tenants, &ntenants);
 
-	for (i = 0; i < ntenants; i++)
+	/* Workers start with the caller's settings, as parallel workers do */
+	gucsize = EstimateGUCStateSpace();
+	gucstate = palloc(gucsize);
+	SerializeGUCState(gucsize, gucstate);
+
+	batch = palloc(sizeof(FleetTenant *) * FLEET_BATCH);
+	i = 0;
+	while (i < ntenants)
 	{
-		FleetTenant *t = &list[i];
-		FleetOutcome outcome;
+		int			n = 0;
 
-		CHECK_FOR_INTERRUPTS();
-		if (!t->active)
-			continue;
-		if (!t->has_work)
+		/* Up to FLEET_BATCH tenants with work; the others are up to date */
+		for (; i < ntenants && n < FLEET_BATCH; i++)
 		{
-			run.nothing++;
-			run.done++;
-			continue;
+			if (!list[i].active)
+				continue;
+			if (list[i].has_work)
+				batch[n++] = &list[i];
+			else
+			{
+				run.counts.nothing++;
+				run.counts.done++;
+			}
+		}
+		if (n == 0)
+			break;
+
+		run.failed_before = run.counts.failed;
+		if (!fleet_batch_in_worker(&run, batch, n, gucstate, gucsize))
+		{
+			int			k;
+
+			if (run.keep == NULL)
+				run.keep = tm_keepset_build();
+			for (k = 0; k < n; k++)
+			{
+				CHECK_FOR_INTERRUPTS();
+				fleet_do_tenant(&run, batch[k]);
+				fleet_progress(&run, NULL, NULL, false);
+				if (run.max_failures > 0 && run.counts.failed >= run.max_failures)
+					break;
+			}
 		}
 
-		MemoryContextReset(run.tenant_cxt);
-		MemoryContextSwitchTo(run.tenant_cxt);
-		pgstat_report_activity(STATE_RUNNING,
-							   psprintf("%s: tenant \"%s\" (%d of %d)",
-										procname, t->schema, run.done + 1, run.total));
-
-		outcome = fleet_one(&run, t);
-		SPI_commit();
-
-		run.done++;
-		switch (outcome)
-		{
-			case OUTCOME_DONE:
-				run.changed++;
-				break;
-			case OUTCOME_NOTHING:
-				run.nothing++;
-				break;
-			case OUTCOME_BUSY:
-				run.busy++;
-				break;
-			case OUTCOME_FAILED:
-				run.failed++;
-				break;
-		}
-
-		if (++since_flush >= FLEET_CACHE_FLUSH)
-		{
-			InvalidateSystemCaches();
-			since_flush = 0;
-		}
-		fleet_progress(&run, false);
-
-		if (max_failures > 0 && run.failed >= max_failures)
+		if (run.max_failures > 0 && run.counts.failed >= run.max_failures)
 		{
 			ereport(WARNING,
-					(errmsg("%s: stopping after %d failed tenant(s)", procname, run.failed),
-					 errdetail("%d of %d tenants were not attempted.", run.total - run.done, run.total),
+					(errmsg("%s: stopping after %d failed tenant(s)", procname, run.counts.failed),
+					 errdetail("%d of %d tenants were not attempted.",
+							   run.total - run.counts.done, run.total),
 					 errhint("Fix the failing migrations (see tenant_migration_status()), then run it again.")));
 			break;
 		}
 	}
 
-	MemoryContextReset(run.tenant_cxt);
-	fleet_progress(&run, true);
+	fleet_progress(&run, NULL, NULL, true);
 	SPI_finish();
+}
+
+/* The parts of a run both the leader and a worker need */
+static void
+fleet_init_run(FleetRun *run, FleetOp op, const char *target, int max_failures)
+{
+	memset(run, 0, sizeof(FleetRun));
+	run->op = op;
+	run->procname = (op == FLEET_MIGRATE) ? "tenant_migrate_all" : "tenant_rollback_all";
+	run->target = target;
+	run->max_failures = max_failures;
+
+	/* The SPI procedure context survives the commits; the run lives there */
+	run->cache.cxt = AllocSetContextCreate(CurrentMemoryContext,
+										   "tenant_migrate script cache",
+										   ALLOCSET_DEFAULT_SIZES);
+	run->tenant_cxt = AllocSetContextCreate(CurrentMemoryContext,
+											"tenant_migrate per-tenant",
+											ALLOCSET_DEFAULT_SIZES);
+	run->started = run->last_progress = GetCurrentTimestamp();
+}
+
+/* One tenant, in its own transaction, with the counts kept */
+static void
+fleet_do_tenant(FleetRun *run, FleetTenant *t)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(run->tenant_cxt);
+	FleetOutcome outcome;
+
+	MemoryContextReset(run->tenant_cxt);
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("%s: tenant \"%s\"", run->procname, t->schema));
+
+	outcome = fleet_one(run, t);
+	fleet_commit(run);
+
+	run->counts.done++;
+	switch (outcome)
+	{
+		case OUTCOME_DONE:
+			run->counts.changed++;
+			break;
+		case OUTCOME_NOTHING:
+			run->counts.nothing++;
+			break;
+		case OUTCOME_BUSY:
+			run->counts.busy++;
+			break;
+		case OUTCOME_FAILED:
+			run->counts.failed++;
+			break;
+	}
+	if (++run->since_flush >= FLEET_CACHE_FLUSH)
+	{
+		InvalidateSystemCaches();
+		run->since_flush = 0;
+	}
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(run->tenant_cxt);
+}
+
+/*
+ * Ends the tenant's transaction and starts the next one.  The CALL has a
+ * portal and non-atomic SPI for that; a worker has neither, so it runs
+ * each transaction by hand with an atomic SPI connection inside and an
+ * outer snapshot (every query still takes a fresh one, at READ COMMITTED).
+ */
+static void
+fleet_commit(FleetRun *run)
+{
+	if (!run->in_worker)
+	{
+		SPI_commit();
+		return;
+	}
+	fleet_worker_end_xact();
+	fleet_worker_begin_xact();
+}
+
+static void
+fleet_worker_begin_xact(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+fleet_worker_end_xact(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * Runs a batch in a background worker and waits for it; false if no
+ * worker could be started (the caller then runs the batch itself).
+ */
+static bool
+fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
+					  char *gucstate, Size gucsize)
+{
+	Size		offset = offsetof(FleetShared, tenants) + sizeof(FleetSharedTenant) * n;
+	dsm_segment *seg;
+	FleetShared *sh;
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	FleetCounts counts;
+	bool		finished;
+	int64		last_log_id;
+	int			k;
+
+	seg = dsm_create(offset + gucsize, 0);
+	sh = (FleetShared *) dsm_segment_address(seg);
+	sh->dboid = MyDatabaseId;
+	sh->auth_user = GetAuthenticatedUserId();
+	sh->outer_user = GetOuterUserId();
+	GetUserIdAndSecContext(&sh->current_user, &sh->sec_context);
+	sh->is_superuser = superuser_arg(sh->outer_user);
+	sh->op = run->op;
+	sh->has_target = (run->target != NULL);
+	namestrcpy(&sh->target, run->target ? run->target : "");
+	sh->max_failures = run->max_failures;
+	sh->failed_before = run->failed_before;
+	sh->ntenants = n;
+	sh->guc_offset = offset;
+	sh->current = -1;
+	memset((void *) &sh->counts, 0, sizeof(FleetCounts));
+	sh->finished = false;
+	for (k = 0; k < n; k++)
+	{
+		namestrcpy(&sh->tenants[k].schema, batch[k]->schema);
+		sh->tenants[k].nspoid = batch[k]->nspoid;
+	}
+	memcpy((char *) sh + offset, gucstate, gucsize);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "tenant_migrate", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "tm_fleet_worker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s worker for PID %d", run->procname, MyProcPid);
+	strlcpy(worker.bgw_type, "tenant_migrate fleet worker", BGW_MAXLEN);
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+
+	/* failures are relayed from the log: remember where it stands */
+	tm_spi_exec("SELECT COALESCE(max(id), 0) FROM public.tenant_migration_log",
+				0, NULL, NULL, NULL, SPI_OK_SELECT);
+	last_log_id = atoll(tm_spi_getstr(0, 1));
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		dsm_detach(seg);
+		return false;
+	}
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(fleet_leader_exit, (Datum) 0);
+		exit_callback_registered = true;
+	}
+	active_worker = handle;
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			pid_t		pid;
+			BgwHandleStatus status;
+			int			cur;
+
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 FLEET_POLL_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+
+			status = GetBackgroundWorkerPid(handle, &pid);
+			counts = sh->counts;
+			cur = sh->current;
+			fleet_progress(run, &counts,
+						   (cur >= 0 && cur < n) ? batch[cur]->schema : NULL, false);
+			if (status == BGWH_STOPPED)
+				break;
+		}
+	}
+	PG_CATCH();
+	{
+		/* a cancel: stop the worker, and let its tenant roll back first */
+		HOLD_INTERRUPTS();
+		TerminateBackgroundWorker(handle);
+		(void) WaitForBackgroundWorkerShutdown(handle);
+		active_worker = NULL;
+		RESUME_INTERRUPTS();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	active_worker = NULL;
+
+	counts = sh->counts;
+	finished = sh->finished;
+	dsm_detach(seg);
+
+	run->counts.done += counts.done;
+	run->counts.changed += counts.changed;
+	run->counts.nothing += counts.nothing;
+	run->counts.failed += counts.failed;
+	run->counts.busy += counts.busy;
+	fleet_relay_failures(run, last_log_id);
+
+	if (!finished)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("%s: its background worker stopped before the end of its tenants", run->procname),
+				 errdetail("Every tenant it finished stays committed; the one in progress was rolled back."),
+				 errhint("See the server log for the worker's error, then run it again.")));
+	return true;
+}
+
+/* The WARNINGs a worker's failures would have printed, for the client */
+static void
+fleet_relay_failures(FleetRun *run, int64 after_id)
+{
+	Datum		arg = Int64GetDatum(after_id);
+	Oid			argtype = INT8OID;
+	uint64		i;
+
+	tm_spi_exec("SELECT tenant_schema::text, pg_catalog.split_part(error, E'\\n', 1),"
+				"       error LIKE '%; retrying)'"
+				"  FROM public.tenant_migration_log"
+				" WHERE id > $1 AND status = 'failed' ORDER BY id",
+				1, &argtype, &arg, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+		ereport(WARNING,
+				(errmsg("%s: tenant \"%s\" %s: %s", run->procname, tm_spi_getstr(i, 1),
+						strcmp(tm_spi_getstr(i, 3), "t") == 0 ?
+						"hit the lock timeout, retrying" : "failed",
+						tm_spi_getstr(i, 2))));
+}
+
+/* A leader that exits (pg_terminate_backend) takes its worker along */
+static void
+fleet_leader_exit(int code, Datum arg)
+{
+	if (active_worker != NULL)
+		TerminateBackgroundWorker(active_worker);
+	active_worker = NULL;
+}
+
+/*---- The worker ----*/
+
+void
+tm_fleet_worker_main(Datum arg)
+{
+	dsm_segment *seg;
+	FleetShared *sh;
+	FleetRun	run;
+	FleetTenant *list;
+	int			k;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	seg = dsm_attach(DatumGetUInt32(arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("could not map the tenants of a fleet worker")));
+	sh = (FleetShared *) dsm_segment_address(seg);
+
+	/* Become the caller: same role, same settings */
+	BackgroundWorkerInitializeConnectionByOid(sh->dboid, sh->auth_user, 0);
+	StartTransactionCommand();
+	RestoreGUCState((char *) sh + sh->guc_offset);
+	CommitTransactionCommand();
+	SetCurrentRoleId(sh->outer_user, sh->is_superuser);
+	SetUserIdAndSecContext(sh->current_user, sh->sec_context);
+
+	/* What lives across the tenants' transactions lives in TopMemoryContext */
+	MemoryContextSwitchTo(TopMemoryContext);
+	fleet_init_run(&run, sh->op, sh->has_target ? pstrdup(NameStr(sh->target)) : NULL,
+				   sh->max_failures);
+	run.failed_before = sh->failed_before;
+	run.in_worker = true;
+
+	fleet_worker_begin_xact();
+	MemoryContextSwitchTo(run.cache.cxt);
+	run.keep = tm_keepset_build();
+	MemoryContextSwitchTo(TopMemoryContext);
+
+	list = MemoryContextAllocZero(TopMemoryContext, sizeof(FleetTenant) * sh->ntenants);
+	for (k = 0; k < sh->ntenants; k++)
+	{
+		list[k].schema = MemoryContextStrdup(TopMemoryContext, NameStr(sh->tenants[k].schema));
+		list[k].nspoid = sh->tenants[k].nspoid;
+		list[k].active = true;
+		list[k].has_work = true;
+	}
+
+	for (k = 0; k < sh->ntenants; k++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		sh->current = k;
+		fleet_do_tenant(&run, &list[k]);
+		sh->counts = run.counts;
+		if (run.max_failures > 0 &&
+			run.failed_before + run.counts.failed >= run.max_failures)
+			break;
+	}
+
+	fleet_worker_end_xact();
+	sh->current = -1;
+	sh->finished = true;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	dsm_detach(seg);
+	proc_exit(0);
 }
 
 /*
@@ -501,7 +884,7 @@ fleet_one(FleetRun *run, FleetTenant *t)
 		 * Commit the failure row now so it is durable even if the retry
 		 * is cancelled, then wait before trying again.
 		 */
-		SPI_commit();
+		fleet_commit(run);
 		fleet_backoff(attempt);
 	}
 }
@@ -543,44 +926,61 @@ fleet_backoff(int attempt)
 
 /*
  * Progress NOTICE every tenant_migrate.progress_interval seconds, and the
- * closing summary.
+ * closing summary.  extra: a running worker's counts not yet in run.
  */
 static void
-fleet_progress(FleetRun *run, bool final)
+fleet_progress(FleetRun *run, const FleetCounts *extra, const char *current,
+			   bool final)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	double		secs = (double) (now - run->started) / 1000000.0;
-	double		rate = secs > 0 ? run->done / secs : 0;
+	FleetCounts c = run->counts;
+	double		rate;
+
+	if (extra != NULL)
+	{
+		c.done += extra->done;
+		c.changed += extra->changed;
+		c.nothing += extra->nothing;
+		c.failed += extra->failed;
+		c.busy += extra->busy;
+	}
+	rate = secs > 0 ? c.done / secs : 0;
 
 	if (final)
 	{
 		ereport(NOTICE,
 				(errmsg("%s finished in %.1f s: %d tenant(s), %d %s, %d already %s, %d failed, %d skipped (busy)",
-						run->procname, secs, run->total, run->changed,
+						run->procname, secs, run->total, c.changed,
 						run->op == FLEET_MIGRATE ? "migrated" : "rolled back",
-						run->nothing,
+						c.nothing,
 						run->op == FLEET_MIGRATE ? "up to date" : "at target",
-						run->failed, run->busy)));
-		if (run->failed > 0)
+						c.failed, c.busy)));
+		if (c.failed > 0)
 			ereport(WARNING,
-					(errmsg("%s: %d tenant(s) failed", run->procname, run->failed),
+					(errmsg("%s: %d tenant(s) failed", run->procname, c.failed),
 					 errhint("See last_error in tenant_migration_status(); the next run retries them.")));
 		return;
 	}
+
+	if (current != NULL)
+		pgstat_report_activity(STATE_RUNNING,
+							   psprintf("%s: tenant \"%s\" (%d of %d)",
+										run->procname, current, c.done + 1, run->total));
 
 	if (tm_progress_interval <= 0 ||
 		!TimestampDifferenceExceeds(run->last_progress, now, tm_progress_interval * 1000))
 		return;
 	run->last_progress = now;
 	{
-		int			left = run->total - run->done;
+		int			left = run->total - c.done;
 		double		eta = rate > 0 ? left / rate : 0;
 
 		ereport(NOTICE,
 				(errmsg("%s: %d/%d tenants (%d%%), %d failed, %d skipped, %.1f tenants/s, ETA %dm%02ds",
-						run->procname, run->done, run->total,
-						run->total > 0 ? (int) (100.0 * run->done / run->total) : 100,
-						run->failed, run->busy, rate,
+						run->procname, c.done, run->total,
+						run->total > 0 ? (int) (100.0 * c.done / run->total) : 100,
+						c.failed, c.busy, rate,
 						(int) eta / 60, (int) eta % 60)));
 	}
 }

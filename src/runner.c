@@ -354,6 +354,8 @@ run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 		{
 			int			rc = SPI_execute(sql, false, 0);
 
+			/* SPI returns in its own context; stay in ours */
+			MemoryContextSwitchTo(oldcxt);
 			if (rc < 0)
 				elog(ERROR, "SPI_execute failed (%s)", SPI_result_code_string(rc));
 			SPI_freetuptable(SPI_tuptable);

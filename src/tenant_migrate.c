@@ -160,6 +160,7 @@ void
 tm_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 			const char *nulls, int expect_rc)
 {
+	MemoryContext oldcxt = CurrentMemoryContext;
 	int			rc;
 
 	/*
@@ -172,6 +173,13 @@ tm_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 		SPI_tuptable = NULL;
 	}
 	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+
+	/*
+	 * SPI returns in its procedure context; go back to the caller's, so that
+	 * what is read from the result lands where the caller means it to (a
+	 * per-tenant context that is reset, a cache that outlives a commit).
+	 */
+	MemoryContextSwitchTo(oldcxt);
 	if (rc != expect_rc)
 		elog(ERROR, "SPI_execute_with_args failed (%s) for query: %s",
 			 SPI_result_code_string(rc), sql);

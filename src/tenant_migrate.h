@@ -43,7 +43,7 @@ extern int	tm_progress_interval;	/* seconds */
 /*
  * Runs a parameterized query; elog(ERROR) unless SPI returns expect_rc.
  * The previous query's SPI_tuptable is freed first: read a result before
- * running the next query.
+ * running the next query.  Returns in the caller's memory context.
  */
 extern void tm_spi_exec(const char *sql, int nargs, Oid *argtypes,
 						Datum *values, const char *nulls, int expect_rc);

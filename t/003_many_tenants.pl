@@ -114,16 +114,20 @@ my $last_id = $node->safe_psql('postgres',
 	$bg->query_until(qr/run_started/,
 		"\\echo run_started\nCALL tenant_migrate_all();\n\\echo run_ended\n");
 
-	# While it runs, sample the locks its backend holds (bounded loop: until
-	# the run ends or the session timeout expires).  A tenant's advisory
-	# lock tells which tenant it is working on.
+	# While it runs, sample the locks held by its backend and by the fleet
+	# worker it hands tenants to (bounded loop: until the run ends or the
+	# session timeout expires).  A tenant's advisory lock tells which tenant
+	# is being worked on.
 	my ($max_locks, $max_tenant_locks, $samples) = (0, 0, 0);
 	while ($bg->{stdout} !~ /run_ended/ && !$bg->{timeout}->is_expired)
 	{
 		my ($n, $adv) = split /\|/, $node->safe_psql(
 			'postgres', qq{
 SELECT count(*), count(*) FILTER (WHERE locktype = 'advisory' AND classid = 1414332417)
-  FROM pg_locks WHERE pid = $pid});
+  FROM pg_locks
+ WHERE pid = $pid
+    OR pid IN (SELECT pid FROM pg_stat_activity
+                WHERE backend_type = 'tenant_migrate fleet worker')});
 		$max_locks = $n if $n > $max_locks;
 		$max_tenant_locks = $adv if $adv > $max_tenant_locks;
 		$samples++;
@@ -135,7 +139,7 @@ SELECT count(*), count(*) FILTER (WHERE locktype = 'advisory' AND classid = 1414
 	my $elapsed = time() - $t0;
 	note(sprintf('CALL tenant_migrate_all() on %d tenants took %.1f s (%.1f ms/tenant)',
 			$ntenants, $elapsed, 1000 * $elapsed / $ntenants));
-	note("the CALL's backend held at most $max_locks locks "
+	note("the CALL's backend and its worker held at most $max_locks locks "
 		  . "and $max_tenant_locks tenant advisory locks at once ($samples samples)");
 	is($max_tenant_locks, 1,
 		'the run holds one tenant advisory lock at a time, never more');
