@@ -73,16 +73,19 @@ cleanup() {
 	if [ -f "$data/postmaster.pid" ]; then
 		tm_as_pg "$work" pg_ctl -D "$data" -m fast -w stop >/dev/null 2>&1 || true
 	fi
+	# fd 9 is the script's own stderr: a signal's trap runs inside whatever
+	# redirection the interrupted command had (say psql's 2>stream.err)
 	if [ "$rc" -ne 0 ]; then
-		printf '\n===== %s (last 30 lines) =====\n' "$log" >&2
-		tail -n 30 "$log" >&2 2>/dev/null || true
-		printf '\nBenchmark failed (exit %s); work directory kept: %s\n' "$rc" "$work" >&2
+		printf '\n===== %s (last 30 lines) =====\n' "$log" >&9
+		tail -n 30 "$log" >&9 2>/dev/null || true
+		printf '\nBenchmark failed (exit %s); work directory kept: %s\n' "$rc" "$work" >&9
 	elif $keep; then
 		printf 'Work directory kept: %s\n' "$work"
 	else
 		rm -rf "$work"
 	fi
 }
+exec 9>&2
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -96,32 +99,9 @@ rm -rf "$build"
 tm_say "built and installed the extension"
 
 # ---- throwaway cluster ----
-# port_in_use PORT — something listens on it over TCP, or a PostgreSQL
-# socket with that port number exists in any directory (as tools/demo.sh).
-port_in_use() {
-	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-	grep -q "\.s\.PGSQL\.$1\$" /proc/net/unix 2>/dev/null
-}
-port=$first_port
-while port_in_use "$port"; do
-	port=$((port + 1))
-	[ "$port" -lt $((first_port + 100)) ] || tm_die "no free port in $first_port..$((port - 1))"
-done
-
-tm_say "creating the cluster in $data (port $port)"
-if ! tm_as_pg "$work" initdb -D "$data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
-	--no-instructions >"$work/initdb.log" 2>&1; then
-	cat "$work/initdb.log" >&2
-	tm_die "initdb failed"
-fi
-cat >>"$data/postgresql.conf" <<EOF
-
-# tenant_migrate benchmark (bench/run.sh); everything else is initdb's default
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$work'
-shared_buffers = '$shared_buffers'
-EOF
+# everything but shared_buffers is initdb's default
+tm_init_cluster "$work" "$data" "$first_port" benchmark "shared_buffers = '$shared_buffers'"
+port=$TM_PORT
 tm_as_pg "$work" pg_ctl -D "$data" -l "$log" -w start >/dev/null
 
 # psql_b DB ARG... — psql as postgres on the bench server, stopping at the
@@ -306,8 +286,9 @@ behind=$(q bench_ext "SELECT count(*) FROM tenant_migration_status() WHERE pendi
 count_objects="SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname LIKE 'tenant\\_%'"
 objs_ext=$(q bench_ext "$count_objects")
 objs_raw=$(q bench_raw "$count_objects")
-[ "$objs_ext" -eq "$objs_raw" ] && [ "$objs_ext" -gt 0 ] ||
+if [ "$objs_ext" -ne "$objs_raw" ] || [ "$objs_ext" -eq 0 ]; then
 	tm_die "tenant relations differ: $objs_ext (extension) vs $objs_raw (raw stream)"
+fi
 
 # Where the CALL's time went: the scripts' own statements (duration_ms of
 # each applied migration) vs the rest (bookkeeping, locks, commits, caches).

@@ -65,7 +65,6 @@ tm_audit_failure(const char *schema, const char *version, const char *action,
 	Size		errlen = strlen(error);
 	dsm_segment *seg;
 	TmAuditRequest *req;
-	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 
 	seg = dsm_create(offsetof(TmAuditRequest, error) + errlen + 1, 0);
@@ -80,18 +79,8 @@ tm_audit_failure(const char *schema, const char *version, const char *action,
 	req->done = false;
 	memcpy(req->error, error, errlen + 1);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "tenant_migrate", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "tm_audit_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "tenant_migrate audit writer", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "tenant_migrate audit writer", BGW_MAXLEN);
-	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	if (!tm_launch_worker("tm_audit_worker_main", "tenant_migrate audit writer",
+						  "tenant_migrate audit writer", seg, &handle))
 	{
 		ereport(WARNING,
 				(errmsg("could not record the failed attempt in tenant_migration_log"),
@@ -119,14 +108,7 @@ tm_audit_worker_main(Datum arg)
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	seg = dsm_attach(DatumGetUInt32(arg));
-	if (seg == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("could not map the audit request")));
+	seg = tm_worker_attach(arg);
 	req = (TmAuditRequest *) dsm_segment_address(seg);
 
 	BackgroundWorkerInitializeConnectionByOid(req->dboid, InvalidOid, 0);

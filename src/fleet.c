@@ -480,8 +480,8 @@ fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
 	Size		offset = offsetof(FleetShared, tenants) + sizeof(FleetSharedTenant) * n;
 	dsm_segment *seg;
 	FleetShared *sh;
-	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
+	char		name[BGW_MAXLEN];
 	FleetCounts counts;
 	bool		finished;
 	int64		last_log_id;
@@ -511,23 +511,15 @@ fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
 	}
 	memcpy((char *) sh + offset, gucstate, gucsize);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "tenant_migrate", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "tm_fleet_worker_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "%s worker for PID %d", run->procname, MyProcPid);
-	strlcpy(worker.bgw_type, "tenant_migrate fleet worker", BGW_MAXLEN);
-	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-	worker.bgw_notify_pid = MyProcPid;
+	snprintf(name, sizeof(name), "%s worker for PID %d", run->procname, MyProcPid);
 
 	/* failures are relayed from the log: remember where it stands */
 	tm_spi_exec("SELECT COALESCE(max(id), 0) FROM public.tenant_migration_log",
 				0, NULL, NULL, NULL, SPI_OK_SELECT);
 	last_log_id = atoll(tm_spi_getstr(0, 1));
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	if (!tm_launch_worker("tm_fleet_worker_main", "tenant_migrate fleet worker",
+						  name, seg, &handle))
 	{
 		dsm_detach(seg);
 		return false;
@@ -635,14 +627,7 @@ tm_fleet_worker_main(Datum arg)
 	FleetTenant *list;
 	int			k;
 
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	seg = dsm_attach(DatumGetUInt32(arg));
-	if (seg == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("could not map the tenants of a fleet worker")));
+	seg = tm_worker_attach(arg);
 	sh = (FleetShared *) dsm_segment_address(seg);
 
 	/* Become the caller: same role, same settings */

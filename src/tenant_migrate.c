@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * src/tenant_migrate.c
- *		Module initialization, settings and the small SPI helpers every
- *		other file uses.
+ *		Module initialization, settings, and the small SPI and background
+ *		worker helpers the other files share.
  *
  * Design in one paragraph: migration scripts are stored in
  * public.tenant_migration_scripts.  To apply them to a tenant, each script
@@ -23,6 +23,9 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
@@ -200,6 +203,42 @@ tm_schema_arg(FunctionCallInfo fcinfo)
 				 errmsg("tenant_schema must not be null"),
 				 errhint("Pass a tenant schema such as \"%sacme\".", tm_schema_prefix)));
 	return text_to_cstring(PG_GETARG_TEXT_PP(0));
+}
+
+/*---- Background workers ----*/
+
+bool
+tm_launch_worker(const char *function, const char *type, const char *name,
+				 dsm_segment *seg, BackgroundWorkerHandle **handle)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "tenant_migrate", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, type, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+	return RegisterDynamicBackgroundWorker(&worker, handle);
+}
+
+dsm_segment *
+tm_worker_attach(Datum arg)
+{
+	dsm_segment *seg;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	seg = dsm_attach(DatumGetUInt32(arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("could not map the request of a tenant_migrate background worker")));
+	return seg;
 }
 
 List *

@@ -17,6 +17,8 @@
 
 #include "fmgr.h"
 #include "nodes/pg_list.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
 #include "utils/array.h"
 #include "utils/timestamp.h"
 
@@ -53,6 +55,18 @@ extern char *tm_spi_getstr(uint64 row, int col);
 
 /* The first argument, tenant_schema, as a C string; ERROR if NULL */
 extern char *tm_schema_arg(FunctionCallInfo fcinfo);
+
+/*
+ * A dynamic background worker of this library running function, with the
+ * segment's handle as its argument and this backend notified of its
+ * start and stop; false if no worker slot is free.
+ */
+extern bool tm_launch_worker(const char *function, const char *type,
+							 const char *name, dsm_segment *seg,
+							 BackgroundWorkerHandle **handle);
+
+/* In such a worker: the usual SIGTERM handling, and its segment mapped */
+extern dsm_segment *tm_worker_attach(Datum arg);
 
 /* A text[] Datum as a List of C strings (NULL elements are refused). */
 extern List *tm_text_array_to_list(ArrayType *arr, const char *what);

@@ -42,33 +42,10 @@ fi
 rm -rf "$demo"
 install -d -o "$TM_PGUSER" -g "$TM_PGUSER" -m 755 "$demo"
 
-# port_in_use PORT — something listens on it over TCP, or a PostgreSQL
-# socket with that port number exists in any directory.
-port_in_use() {
-	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-	grep -q "\.s\.PGSQL\.$1\$" /proc/net/unix 2>/dev/null
-}
-port=$first_port
-while port_in_use "$port"; do
-	port=$((port + 1))
-	[ "$port" -lt $((first_port + 100)) ] || tm_die "no free port in $first_port..$((port - 1))"
-done
-
-tm_say "creating the demo cluster in $data (port $port)"
-if ! tm_as_pg "$demo" initdb -D "$data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
-	--no-instructions >"$demo/initdb.log" 2>&1; then
-	cat "$demo/initdb.log" >&2
-	tm_die "initdb failed"
-fi
 # Only a unix socket in the demo directory: nothing else on the machine can
 # reach it, and it cannot clash with other servers' sockets.
-cat >>"$data/postgresql.conf" <<EOF
-
-# tenant_migrate demo (tools/demo.sh)
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$demo'
-EOF
+tm_init_cluster "$demo" "$data" "$first_port" demo
+port=$TM_PORT
 
 on_exit() {
 	local rc=$?

@@ -46,6 +46,40 @@ tm_as_pg() {
 	(cd "$dir" && runuser -u "$TM_PGUSER" -- "$@")
 }
 
+# tm_port_in_use PORT — something listens on it over TCP, or a PostgreSQL
+# socket with that port number exists in any directory.
+tm_port_in_use() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+	grep -q "\.s\.PGSQL\.$1\$" /proc/net/unix 2>/dev/null
+}
+
+# tm_init_cluster DIR DATA FIRST_PORT LABEL [CONF_LINE...] — initdb a
+# throwaway cluster in DATA (as postgres, logs in DIR) on the first free port
+# from FIRST_PORT, reachable only through a unix socket in DIR, with the
+# extra postgresql.conf lines given; sets TM_PORT. Does not start it.
+tm_init_cluster() {
+	local dir=$1 data=$2 first=$3 label=$4 port
+	shift 4
+	port=$first
+	while tm_port_in_use "$port"; do
+		port=$((port + 1))
+		[ "$port" -lt $((first + 100)) ] || tm_die "no free port in $first..$((port - 1))"
+	done
+	tm_say "creating the $label cluster in $data (port $port)"
+	if ! tm_as_pg "$dir" initdb -D "$data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+		--no-instructions >"$dir/initdb.log" 2>&1; then
+		cat "$dir/initdb.log" >&2
+		tm_die "initdb failed"
+	fi
+	{
+		printf '\n# tenant_migrate %s cluster\n' "$label"
+		printf "port = %s\nlisten_addresses = ''\nunix_socket_directories = '%s'\n" "$port" "$dir"
+		[ $# -eq 0 ] || printf '%s\n' "$@"
+	} >>"$data/postgresql.conf"
+	# shellcheck disable=SC2034  # read by the scripts that source this file
+	TM_PORT=$port
+}
+
 # tm_prepare_build PURPOSE — make a fresh build directory under /tmp, copy the
 # source tree into it without git data or earlier build and test outputs, and
 # give it to postgres; prints its path.
