@@ -104,9 +104,6 @@ tm_audit_worker_main(Datum arg)
 {
 	dsm_segment *seg;
 	TmAuditRequest *req;
-	Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, FLOAT8OID, TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	seg = tm_worker_attach(arg);
 	req = (TmAuditRequest *) dsm_segment_address(seg);
@@ -121,18 +118,10 @@ tm_audit_worker_main(Datum arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "tenant_migrate: recording a failed attempt");
 
-	values[0] = CStringGetTextDatum(NameStr(req->schema));
-	values[1] = CStringGetTextDatum(NameStr(req->version));
-	nulls[1] = NameStr(req->version)[0] ? ' ' : 'n';
-	values[2] = CStringGetTextDatum(req->action);
-	values[3] = CStringGetTextDatum(req->error);
-	values[4] = TimestampTzGetDatum(req->started_at);
-	values[5] = Float8GetDatum(req->duration_ms);
-	values[6] = CStringGetTextDatum(NameStr(req->performed_by));
-	tm_spi_exec("INSERT INTO public.tenant_migration_log"
-				" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by)"
-				" VALUES ($1::name, $2, $3, 'failed', $4, $5, $6, $7::name)",
-				7, argtypes, values, nulls, SPI_OK_INSERT);
+	tm_log_attempt(NameStr(req->schema),
+				   NameStr(req->version)[0] ? NameStr(req->version) : NULL,
+				   req->action, "failed", req->error, req->started_at,
+				   req->duration_ms, NameStr(req->performed_by));
 
 	SPI_finish();
 	PopActiveSnapshot();

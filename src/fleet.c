@@ -201,8 +201,6 @@ static bool fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
 static void fleet_relay_failures(FleetRun *run, int64 after_id);
 static void fleet_leader_exit(int code, Datum arg);
 static FleetOutcome fleet_one(FleetRun *run, FleetTenant *t);
-static void fleet_log(const char *schema, const char *version, const char *action,
-					  const char *status, const char *error);
 static void fleet_progress(FleetRun *run, const FleetCounts *extra,
 						   const char *current, bool final);
 static void fleet_backoff(int attempt);
@@ -790,7 +788,7 @@ fleet_one(FleetRun *run, FleetTenant *t)
 	{
 		char	   *msg = psprintf("schema of tenant \"%s\" is missing", t->schema);
 
-		fleet_log(t->schema, NULL, action, "failed", msg);
+		tm_log_attempt(t->schema, NULL, action, "failed", msg, 0, 0, NULL);
 		ereport(WARNING, (errmsg("%s: %s", run->procname, msg)));
 		return OUTCOME_FAILED;
 	}
@@ -836,8 +834,9 @@ fleet_one(FleetRun *run, FleetTenant *t)
 		if (edata == NULL)
 		{
 			if (outcome == OUTCOME_BUSY)
-				fleet_log(t->schema, NULL, action, "skipped",
-						  "locked by another session migrating this tenant");
+				tm_log_attempt(t->schema, NULL, action, "skipped",
+							   "locked by another session migrating this tenant",
+							   0, 0, NULL);
 			return outcome;
 		}
 
@@ -854,8 +853,8 @@ fleet_one(FleetRun *run, FleetTenant *t)
 			if (retry)
 				error = psprintf("%s\n(attempt %d of %d; retrying)", error,
 								 attempt + 1, tm_lock_retries + 1);
-			fleet_log(t->schema, tm_current_version[0] ? tm_current_version : NULL,
-					  action, "failed", error);
+			tm_log_attempt(t->schema, tm_current_version[0] ? tm_current_version : NULL,
+						   action, "failed", error, 0, 0, NULL);
 			tm_current_version[0] = '\0';
 			ereport(WARNING,
 					(errmsg("%s: tenant \"%s\" %s: %s", run->procname, t->schema,
@@ -872,26 +871,6 @@ fleet_one(FleetRun *run, FleetTenant *t)
 		fleet_commit(run);
 		fleet_backoff(attempt);
 	}
-}
-
-/* Appends an audit row in the current transaction */
-static void
-fleet_log(const char *schema, const char *version, const char *action,
-		  const char *status, const char *error)
-{
-	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', version ? ' ' : 'n', ' ', ' ', error ? ' ' : 'n'};
-
-	values[0] = CStringGetTextDatum(schema);
-	values[1] = version ? CStringGetTextDatum(version) : (Datum) 0;
-	values[2] = CStringGetTextDatum(action);
-	values[3] = CStringGetTextDatum(status);
-	values[4] = error ? CStringGetTextDatum(error) : (Datum) 0;
-	tm_spi_exec("INSERT INTO public.tenant_migration_log"
-				" (tenant_schema, version, action, status, error, duration_ms)"
-				" VALUES ($1::name, $2, $3, $4, $5, 0)",
-				5, argtypes, values, nulls, SPI_OK_INSERT);
 }
 
 /* Waits FLEET_BACKOFF_MS * 2^attempt (capped), interruptibly */

@@ -404,6 +404,37 @@ run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 	return INSTR_TIME_GET_MILLISEC(elapsed);
 }
 
+/*---- The audit log ----*/
+
+void
+tm_log_attempt(const char *schema, const char *version, const char *action,
+			   const char *status, const char *error, TimestampTz started_at,
+			   double duration_ms, const char *performed_by)
+{
+	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID, FLOAT8OID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = CStringGetTextDatum(schema);
+	values[1] = version ? CStringGetTextDatum(version) : (Datum) 0;
+	nulls[1] = version ? ' ' : 'n';
+	values[2] = CStringGetTextDatum(action);
+	values[3] = CStringGetTextDatum(status);
+	values[4] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	nulls[4] = error ? ' ' : 'n';
+	values[5] = TimestampTzGetDatum(started_at);
+	nulls[5] = started_at ? ' ' : 'n';
+	values[6] = Float8GetDatum(duration_ms);
+	values[7] = performed_by ? CStringGetTextDatum(performed_by) : (Datum) 0;
+	nulls[7] = performed_by ? ' ' : 'n';
+	tm_spi_exec("INSERT INTO public.tenant_migration_log"
+				" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by)"
+				" VALUES ($1::name, $2, $3, $4, $5, COALESCE($6, pg_catalog.clock_timestamp()), $7,"
+				"         COALESCE($8::name, CURRENT_USER))",
+				8, argtypes, values, nulls, SPI_OK_INSERT);
+}
+
 /*---- Applying ----*/
 
 List *

@@ -211,6 +211,16 @@ extern List *tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 extern List *tm_revert(const char *schema, Oid nspoid, bool shared,
 					   const char *target, const TmKeepSet *keep, bool audit);
 
+/*
+ * Appends a row to tenant_migration_log in the current transaction;
+ * version, error and performed_by may be NULL (performed_by: the current
+ * user), started_at 0 (now).
+ */
+extern void tm_log_attempt(const char *schema, const char *version,
+						   const char *action, const char *status,
+						   const char *error, TimestampTz started_at,
+						   double duration_ms, const char *performed_by);
+
 /*---- Durable failure rows (audit.c) ----*/
 
 /* Writes a 'failed' log row in a transaction of its own */
