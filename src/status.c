@@ -22,24 +22,28 @@ PG_FUNCTION_INFO_V1(tenant_migration_status);
 
 /*
  * One set-based query for every tenant: status must stay fast with tens of
- * thousands of them.  The newest log entry per tenant comes from the
- * (tenant_schema, id) index; last_error is its error if it failed.
+ * thousands of them.  The tenant scripts are ranked once in version order,
+ * so a tenant's current version is the highest rank it has applied (one
+ * hash aggregate, no per-tenant sort); the newest log entry per tenant
+ * comes from the (tenant_schema, id) index, and last_error is its error if
+ * it failed.
  */
 static const char *status_query =
-"WITH total AS ("
-"  SELECT pg_catalog.count(*)::int AS n"
-"    FROM public.tenant_migration_scripts WHERE scope = 'tenant')"
-" SELECT r.schema_name, r.tenant_key, r.status, a.current_version,"
-"        COALESCE(a.applied, 0), t.n - COALESCE(a.applied, 0),"
+"WITH ranked AS ("
+"  SELECT s.version,"
+"         pg_catalog.row_number() OVER (ORDER BY public.tenant_version_key(s.version), s.version) AS rn"
+"    FROM public.tenant_migration_scripts s WHERE s.scope = 'tenant'),"
+" applied AS ("
+"  SELECT m.tenant_schema, pg_catalog.count(*)::int AS n, pg_catalog.max(k.rn) AS top"
+"    FROM public.tenant_migrations m JOIN ranked k ON k.version = m.version"
+"   WHERE $1::name IS NULL OR m.tenant_schema = $1::name"
+"   GROUP BY m.tenant_schema)"
+" SELECT r.schema_name, r.tenant_key, r.status, top.version,"
+"        COALESCE(a.n, 0), (SELECT pg_catalog.count(*)::int FROM ranked) - COALESCE(a.n, 0),"
 "        CASE WHEN l.status = 'failed' THEN l.error END, l.started_at"
 "   FROM public.tenant_registry r"
-"  CROSS JOIN total t"
-"   LEFT JOIN LATERAL ("
-"        SELECT pg_catalog.count(*)::int AS applied,"
-"               (pg_catalog.array_agg(m.version ORDER BY public.tenant_version_key(m.version) DESC,"
-"                                     m.version DESC))[1] AS current_version"
-"          FROM public.tenant_migrations m"
-"         WHERE m.tenant_schema = r.schema_name) a ON true"
+"   LEFT JOIN applied a ON a.tenant_schema = r.schema_name"
+"   LEFT JOIN ranked top ON top.rn = a.top"
 "   LEFT JOIN LATERAL ("
 "        SELECT g.status, g.error, g.started_at"
 "          FROM public.tenant_migration_log g"
