@@ -236,11 +236,12 @@ sampler() {
 	for ((i = 0; i < max_samples; i++)); do
 		[ -e "$stopfile" ] && break
 		[ -d "/proc/$pid" ] || break
-		leader=$(rss_kb "$pid")
+		# a worker (or the backend) may exit between listing and reading
+		leader=$(rss_kb "$pid") || leader=
 		if [ -n "$leader" ]; then
 			total=$leader
 			for w in $(fleet_workers "$pid"); do
-				v=$(rss_kb "$w")
+				v=$(rss_kb "$w") || v=0
 				total=$((total + ${v:-0}))
 			done
 			printf '%s %s %s\n' "$(ms_since "$start")" "$total" "$leader" >>"$samples"
