@@ -204,12 +204,14 @@ samples=$work/rss.samples
 # rss_kb PID — RssAnon (kB) of a process, nothing if it is gone
 rss_kb() {
 	local key value _
-	while read -r key value _; do
-		if [ "$key" = RssAnon: ]; then
-			echo "$value"
-			return
-		fi
-	done <"/proc/$1/status" 2>/dev/null
+	{
+		while read -r key value _; do
+			if [ "$key" = RssAnon: ]; then
+				echo "$value"
+				return
+			fi
+		done <"/proc/$1/status"
+	} 2>/dev/null || true
 }
 # fleet_workers PID — the background workers a CALL's backend hands its
 # tenants to (their title is "... worker for PID <backend pid>")
