@@ -11,8 +11,9 @@ OBJS = \
 	src/runner.o \
 	src/fleet.o \
 	src/audit.o \
-	src/status.o
-DATA = tenant_migrate--1.0.sql
+	src/status.o \
+	src/catalog.o
+DATA = tenant_migrate--1.0.sql tenant_migrate--1.0--1.1.sql
 PGFILEDESC = "tenant_migrate - schema-per-tenant migrations inside PostgreSQL"
 
 PG_CPPFLAGS = -I$(srcdir)/src

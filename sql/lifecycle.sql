@@ -125,7 +125,7 @@ BEGIN;
 SELECT count(*) FROM tenant_migrate('tenant_acme');
 SELECT mode, granted FROM pg_locks
  WHERE locktype = 'advisory' AND pid = pg_backend_pid()
-   AND classid = 1414332417 AND objid = 'tenant_acme'::regnamespace::oid AND objsubid = 2;
+   AND classid = 1414332417 AND objid = 'tenant_acme'::regnamespace::oid AND objsubid = 21581;
 COMMIT;
 SELECT count(*) AS advisory_locks_left FROM pg_locks
  WHERE locktype = 'advisory' AND pid = pg_backend_pid();

@@ -12,12 +12,18 @@
  * failing backend waits for before it re-throws the error.  The request
  * travels in a dynamic shared memory segment.
  *
- * The worker connects as the bootstrap superuser (the caller's role may be
- * NOLOGIN) and records the caller's role in performed_by; it only ever
- * inserts the one row it was handed, then sets done in the request.  If no
- * worker slot is free (max_worker_processes) or the worker could not write
- * the row, the caller gets a WARNING; the error itself still reaches it.  Fleet runs do not need this: they roll
- * a failed tenant back to a subtransaction and log in their own transaction.
+ * The worker connects as the owner of the extension's tables (the only
+ * role that may write the log), pins its search_path to pg_catalog, pg_temp
+ * right after connecting -- before anything a database or role setting
+ * could have influenced runs -- and runs one fixed, fully qualified INSERT
+ * (catalog.c) of the row it was handed; performed_by is the role that made
+ * the call, read by the caller after its work was rolled back.  If no
+ * worker slot is free (max_worker_processes), the caller waits for one:
+ * the row is never dropped for want of a slot.  Only a terminate request
+ * (or the worker failing) ends the wait without the row, with a WARNING;
+ * the error itself always reaches the caller.  Fleet runs do not need
+ * this: they roll a failed tenant back to a subtransaction and log in their
+ * own transaction.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,6 +40,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -42,10 +49,14 @@
 /* The worker gives up rather than wait on a lock for longer than this */
 #define AUDIT_LOCK_TIMEOUT_MS	"2000"
 
+/* How often a caller waiting for a free worker slot tries again */
+#define AUDIT_SLOT_POLL_MS		100
+
 /* What the failing backend hands to the worker */
 typedef struct TmAuditRequest
 {
 	Oid			dboid;
+	Oid			owner;			/* of the extension's tables: the worker's role */
 	NameData	schema;
 	NameData	version;		/* empty: none */
 	NameData	performed_by;
@@ -60,7 +71,8 @@ PGDLLEXPORT void tm_audit_worker_main(Datum arg);
 
 void
 tm_audit_failure(const char *schema, const char *version, const char *action,
-				 const char *error, TimestampTz started_at, double duration_ms)
+				 const char *error, TimestampTz started_at, double duration_ms,
+				 const char *performed_by)
 {
 	Size		errlen = strlen(error);
 	dsm_segment *seg;
@@ -72,24 +84,38 @@ tm_audit_failure(const char *schema, const char *version, const char *action,
 	req->dboid = MyDatabaseId;
 	namestrcpy(&req->schema, schema);
 	namestrcpy(&req->version, version ? version : "");
-	namestrcpy(&req->performed_by, GetUserNameFromId(GetUserId(), false));
+	namestrcpy(&req->performed_by, performed_by);
+	req->owner = tm_catalog_owner();
 	strlcpy(req->action, action, sizeof(req->action));
 	req->started_at = started_at;
 	req->duration_ms = duration_ms;
 	req->done = false;
 	memcpy(req->error, error, errlen + 1);
 
-	if (!tm_launch_worker("tm_audit_worker_main", "tenant_migrate audit writer",
-						  "tenant_migrate audit writer", seg, &handle))
+	/*
+	 * Wait for a slot rather than lose the row.  Interrupts are held so that
+	 * a cancel cannot replace the error being reported; a terminate request
+	 * still ends the wait.
+	 */
+	HOLD_INTERRUPTS();
+	while (!tm_launch_worker("tm_audit_worker_main", "tenant_migrate audit writer",
+							 "tenant_migrate audit writer", seg, &handle))
 	{
-		ereport(WARNING,
-				(errmsg("could not record the failed attempt in tenant_migration_log"),
-				 errdetail("No background worker slot is free."),
-				 errhint("Raise max_worker_processes.")));
-		dsm_detach(seg);
-		return;
+		if (ProcDiePending)
+		{
+			RESUME_INTERRUPTS();
+			ereport(WARNING,
+					(errmsg("could not record the failed attempt in tenant_migration_log"),
+					 errdetail("The session was terminated while waiting for a free background worker slot.")));
+			dsm_detach(seg);
+			return;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 AUDIT_SLOT_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
 	}
 	(void) WaitForBackgroundWorkerShutdown(handle);
+	RESUME_INTERRUPTS();
 	if (!req->done)
 		ereport(WARNING,
 				(errmsg("could not record the failed attempt in tenant_migration_log"),
@@ -108,7 +134,9 @@ tm_audit_worker_main(Datum arg)
 	seg = tm_worker_attach(arg);
 	req = (TmAuditRequest *) dsm_segment_address(seg);
 
-	BackgroundWorkerInitializeConnectionByOid(req->dboid, InvalidOid, 0);
+	BackgroundWorkerInitializeConnectionByOid(req->dboid, req->owner, 0);
+	/* nothing a database or role setting says may shape what runs here */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("lock_timeout", AUDIT_LOCK_TIMEOUT_MS, PGC_SUSET, PGC_S_OVERRIDE);
 
 	SetCurrentStatementStartTimestamp();

@@ -64,6 +64,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
@@ -78,11 +79,20 @@ PG_FUNCTION_INFO_V1(tenant_rollback_all);
 
 PGDLLEXPORT void tm_fleet_worker_main(Datum arg);
 
+/*
+ * From libpq/libpq.h, which cannot be included without the GSSAPI headers
+ * that the server was built with.
+ */
+extern bool pq_check_connection(void);
+
 /* Tenants one worker takes before it exits and frees what it cached */
 #define FLEET_BATCH			100
 
 /* Flush relation and catalog caches after this many tenants */
 #define FLEET_CACHE_FLUSH	50
+
+/* bgw_type of fleet workers, by which they are counted */
+#define FLEET_WORKER_TYPE	"tenant_migrate fleet worker"
 
 /* How often the leader looks at its worker, in milliseconds */
 #define FLEET_POLL_MS		100
@@ -205,6 +215,73 @@ static void fleet_progress(FleetRun *run, const FleetCounts *extra,
 						   const char *current, bool final);
 static void fleet_backoff(int attempt);
 
+/*---- Helpers of the leader ----*/
+
+/*
+ * A run whose client has gone stops: a NOTICE would notice it, but with
+ * progress_interval = 0 nothing is sent for the whole run.  pg_cron and
+ * other callers without a client are not affected.
+ */
+static void
+fleet_check_client(void)
+{
+	if (whereToSendOutput == DestRemote && !pq_check_connection())
+		ereport(FATAL,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("connection to client lost during a fleet run"),
+				 errdetail("Every tenant finished so far stays committed; the one in progress is rolled back.")));
+}
+
+/* Fleet workers running now in the whole server (a snapshot, not a lock) */
+static int
+fleet_workers_running(void)
+{
+	int			n = 0;
+	int			i;
+	int			nbackends;
+
+	pgstat_clear_backend_activity_snapshot();
+	nbackends = pgstat_fetch_stat_numbackends();
+	for (i = 1; i <= nbackends; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		const char *type;
+
+		if (local == NULL || local->backendStatus.st_backendType != B_BG_WORKER)
+			continue;
+		type = GetBackgroundWorkerTypeByPid(local->backendStatus.st_procpid);
+		if (type != NULL && strcmp(type, FLEET_WORKER_TYPE) == 0)
+			n++;
+	}
+	pgstat_clear_backend_activity_snapshot();
+	return n;
+}
+
+/*
+ * Waits until fewer than tenant_migrate.max_workers fleet workers run, so
+ * that concurrent fleet runs leave max_worker_processes slots to parallel
+ * query, logical replication and the audit writer.
+ */
+static void
+fleet_wait_for_worker_room(FleetRun *run)
+{
+	bool		said = false;
+
+	while (fleet_workers_running() >= tm_max_workers)
+	{
+		if (!said)
+			ereport(NOTICE,
+					(errmsg("%s: waiting for one of the %d fleet worker(s) allowed by tenant_migrate.max_workers",
+							run->procname, tm_max_workers)));
+		said = true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 FLEET_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		fleet_check_client();
+	}
+}
+
 /*---- SQL-callable ----*/
 
 /*
@@ -302,8 +379,8 @@ fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op, const char *target,
 		 */
 		tm_check_target(target, NULL);
 		pgstat_report_activity(STATE_RUNNING, psprintf("%s: shared migrations", procname));
-		shared = tm_apply_pending(TM_SHARED_SCHEMA, tm_public_namespace(), true,
-								  target, NULL, NULL, true);
+		shared = tm_run_audited(TM_SHARED_SCHEMA, tm_public_namespace(), true,
+								false, target, NULL);
 		if (shared != NIL)
 			ereport(NOTICE,
 					(errmsg("%s: applied %d shared migration(s) to public",
@@ -350,6 +427,7 @@ fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op, const char *target,
 			for (k = 0; k < n; k++)
 			{
 				CHECK_FOR_INTERRUPTS();
+				fleet_check_client();
 				fleet_do_tenant(&run, batch[k]);
 				fleet_progress(&run, NULL, NULL, false);
 				if (run.max_failures > 0 && run.counts.failed >= run.max_failures)
@@ -512,11 +590,12 @@ fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
 	snprintf(name, sizeof(name), "%s worker for PID %d", run->procname, MyProcPid);
 
 	/* failures are relayed from the log: remember where it stands */
-	tm_spi_exec("SELECT COALESCE(max(id), 0) FROM public.tenant_migration_log",
+	tm_catalog_exec("SELECT COALESCE(max(id), 0) FROM public.tenant_migration_log",
 				0, NULL, NULL, NULL, SPI_OK_SELECT);
 	last_log_id = atoll(tm_spi_getstr(0, 1));
 
-	if (!tm_launch_worker("tm_fleet_worker_main", "tenant_migrate fleet worker",
+	fleet_wait_for_worker_room(run);
+	if (!tm_launch_worker("tm_fleet_worker_main", FLEET_WORKER_TYPE,
 						  name, seg, &handle))
 	{
 		dsm_detach(seg);
@@ -541,6 +620,7 @@ fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
 							 FLEET_POLL_MS, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
+			fleet_check_client();
 
 			status = GetBackgroundWorkerPid(handle, &pid);
 			counts = sh->counts;
@@ -592,7 +672,7 @@ fleet_relay_failures(FleetRun *run, int64 after_id)
 	Oid			argtype = INT8OID;
 	uint64		i;
 
-	tm_spi_exec("SELECT tenant_schema::text, pg_catalog.split_part(error, E'\\n', 1),"
+	tm_catalog_exec("SELECT tenant_schema::pg_catalog.text, pg_catalog.split_part(error, E'\\n', 1),"
 				"       error LIKE '%; retrying)'"
 				"  FROM public.tenant_migration_log"
 				" WHERE id > $1 AND status = 'failed' ORDER BY id",
@@ -630,6 +710,8 @@ tm_fleet_worker_main(Datum arg)
 
 	/* Become the caller: same role, same settings */
 	BackgroundWorkerInitializeConnectionByOid(sh->dboid, sh->auth_user, 0);
+	/* pinned until the caller's own settings are restored below */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	StartTransactionCommand();
 	RestoreGUCState((char *) sh + sh->guc_offset);
 	CommitTransactionCommand();
@@ -696,54 +778,55 @@ fleet_tenants(FleetRun *run, ArrayType *tenants, int *ntenants)
 		sql = "WITH wanted AS ("
 			"  SELECT s.version FROM public.tenant_migration_scripts s"
 			"   WHERE s.scope = 'tenant'"
-			"     AND ($2::text IS NULL OR public.tenant_version_key(s.version) <= public.tenant_version_key($2))),"
+			"     AND ($2::pg_catalog.text IS NULL OR public.tenant_version_key(s.version) OPERATOR(pg_catalog.<=) public.tenant_version_key($2))),"
 			" have AS ("
 			"  SELECT m.tenant_schema, pg_catalog.count(*) AS n"
 			"    FROM public.tenant_migrations m JOIN wanted w ON w.version = m.version"
 			"   GROUP BY m.tenant_schema)"
-			" SELECT r.schema_name::text, n.oid, r.status = 'active',"
+			" SELECT r.schema_name::pg_catalog.text, n.oid, r.status = 'active',"
 			"        (SELECT pg_catalog.count(*) FROM wanted) > COALESCE(h.n, 0)"
 			"   FROM public.tenant_registry r"
 			"   LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = r.schema_name"
 			"   LEFT JOIN have h ON h.tenant_schema = r.schema_name"
-			"  WHERE $1::text[] IS NULL OR r.schema_name = ANY ($1::name[])"
+			"  WHERE $1::pg_catalog.text[] IS NULL"
+			"     OR r.schema_name IN (SELECT pg_catalog.unnest($1::pg_catalog.name[]))"
 			"  ORDER BY r.schema_name";
 	else
-		sql = "SELECT r.schema_name::text, n.oid, r.status = 'active',"
+		sql = "SELECT r.schema_name::pg_catalog.text, n.oid, r.status = 'active',"
 			"        EXISTS (SELECT 1 FROM public.tenant_migrations m"
 			"                 WHERE m.tenant_schema = r.schema_name"
-			"                   AND ($2::text IS NULL OR"
-			"                        public.tenant_version_key(m.version) > public.tenant_version_key($2)))"
+			"                   AND ($2::pg_catalog.text IS NULL OR"
+			"                        public.tenant_version_key(m.version) OPERATOR(pg_catalog.>) public.tenant_version_key($2)))"
 			"   FROM public.tenant_registry r"
 			"   LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = r.schema_name"
-			"  WHERE $1::text[] IS NULL OR r.schema_name = ANY ($1::name[])"
+			"  WHERE $1::pg_catalog.text[] IS NULL"
+			"     OR r.schema_name IN (SELECT pg_catalog.unnest($1::pg_catalog.name[]))"
 			"  ORDER BY r.schema_name";
 
 	values[0] = tenants ? PointerGetDatum(tenants) : (Datum) 0;
 	values[1] = run->target ? CStringGetTextDatum(run->target) : (Datum) 0;
-	tm_spi_exec(sql, 2, argtypes, values, nulls, SPI_OK_SELECT);
 
-	/* Listed names that are not tenants: refuse before doing anything */
+	/*
+	 * Listed names that are not tenants: refuse before doing anything.  One
+	 * anti-join, so a list of tens of thousands of names costs one hash, not
+	 * a scan of the registry per name.
+	 */
 	if (tenants != NULL)
 	{
-		List	   *wanted = tm_text_array_to_list(tenants, "tenants");
-		ListCell   *lc;
-
-		foreach(lc, wanted)
-		{
-			char	   *name = (char *) lfirst(lc);
-			bool		found = false;
-
-			for (i = 0; i < SPI_processed && !found; i++)
-				found = (strcmp(tm_spi_getstr(i, 1), name) == 0);
-			if (!found)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_SCHEMA),
-						 errmsg("tenant \"%s\" does not exist", name),
-						 errdetail("Nothing was done."),
-						 errhint("List tenant schemas as they appear in tenant_registry.")));
-		}
+		(void) tm_text_array_to_list(tenants, "tenants");	/* no NULLs */
+		tm_catalog_exec("SELECT w.n FROM pg_catalog.unnest($1::pg_catalog.text[]) AS w(n)"
+						" WHERE NOT EXISTS (SELECT 1 FROM public.tenant_registry r"
+						"                    WHERE r.schema_name OPERATOR(pg_catalog.=) w.n::pg_catalog.name)"
+						" LIMIT 1",
+						1, argtypes, values, nulls, SPI_OK_SELECT);
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_SCHEMA),
+					 errmsg("tenant \"%s\" does not exist", tm_spi_getstr(0, 1)),
+					 errdetail("Nothing was done."),
+					 errhint("List tenant schemas as they appear in tenant_registry.")));
 	}
+	tm_catalog_exec(sql, 2, argtypes, values, nulls, SPI_OK_SELECT);
 
 	*ntenants = (int) SPI_processed;
 	list = palloc0(sizeof(FleetTenant) * (SPI_processed + 1));
@@ -784,6 +867,14 @@ fleet_one(FleetRun *run, FleetTenant *t)
 	const char *action = (run->op == FLEET_MIGRATE) ? "up" : "down";
 	int			attempt;
 
+	if (!tm_schema_name_is_valid(t->schema))
+	{
+		char	   *msg = psprintf("tenant schema name \"%s\" is invalid; it is not migrated", t->schema);
+
+		tm_log_attempt(t->schema, NULL, action, "failed", msg, 0, 0, NULL);
+		ereport(WARNING, (errmsg("%s: %s", run->procname, msg)));
+		return OUTCOME_FAILED;
+	}
 	if (!OidIsValid(t->nspoid))
 	{
 		char	   *msg = psprintf("schema of tenant \"%s\" is missing", t->schema);
@@ -802,7 +893,7 @@ fleet_one(FleetRun *run, FleetTenant *t)
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
-			if (!tm_lock_schema(t->nspoid, true))
+			if (!tm_lock_schema(t->schema, t->nspoid, true))
 				outcome = OUTCOME_BUSY;
 			else
 			{
@@ -810,10 +901,10 @@ fleet_one(FleetRun *run, FleetTenant *t)
 
 				if (run->op == FLEET_MIGRATE)
 					steps = tm_apply_pending(t->schema, t->nspoid, false,
-											 run->target, run->keep, &run->cache, false);
+											 run->target, run->keep, &run->cache);
 				else
 					steps = tm_revert(t->schema, t->nspoid, false,
-									  run->target, run->keep, false);
+									  run->target, run->keep);
 				outcome = (steps != NIL) ? OUTCOME_DONE : OUTCOME_NOTHING;
 			}
 			ReleaseCurrentSubTransaction();

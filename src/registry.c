@@ -44,6 +44,32 @@ tm_check_schema_name(const char *schema)
 				 errmsg("tenant schema name \"%s\" is too long", schema),
 				 errdetail("Schema names are at most %d bytes.", NAMEDATALEN - 1),
 				 errhint("Pass the schema name as it appears in tenant_registry.")));
+
+	/*
+	 * Prefix and key are letters, digits and underscores: anything else did
+	 * not come from create_tenant_schema(), and would need escaping where
+	 * the name is spliced into a script.
+	 */
+	if (!tm_schema_name_is_valid(schema))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_SCHEMA_NAME),
+				 errmsg("invalid tenant schema name \"%s\"", schema),
+				 errdetail("A tenant schema name contains only letters, digits and underscores, and does not start with pg_ or name information_schema."),
+				 errhint("Pass the schema name as it appears in tenant_registry.")));
+}
+
+bool
+tm_schema_name_is_valid(const char *schema)
+{
+	const char *p;
+
+	if (schema[0] == '\0' || strlen(schema) >= NAMEDATALEN)
+		return false;
+	for (p = schema; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return strncmp(schema, "pg_", 3) != 0 && strcmp(schema, "information_schema") != 0;
 }
 
 static void
@@ -93,10 +119,10 @@ tm_tenant_lookup(const char *schema, TmTenant *tenant)
 				 errhint("Use tenant_migrate_shared() for shared migrations.")));
 
 	arg = CStringGetTextDatum(schema);
-	tm_spi_exec("SELECT r.schema_name::text, r.tenant_key, r.status, n.oid"
+	tm_catalog_exec("SELECT r.schema_name::pg_catalog.text, r.tenant_key, r.status, n.oid"
 				"  FROM public.tenant_registry r"
 				"  LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = r.schema_name"
-				" WHERE r.schema_name = $1::name",
+				" WHERE r.schema_name = $1::pg_catalog.name",
 				1, &argtype, &arg, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
@@ -104,7 +130,7 @@ tm_tenant_lookup(const char *schema, TmTenant *tenant)
 
 		/* A tenant key instead of its schema is the likely mistake */
 		arg = CStringGetTextDatum(schema);
-		tm_spi_exec("SELECT schema_name::text FROM public.tenant_registry WHERE tenant_key = $1",
+		tm_catalog_exec("SELECT schema_name::pg_catalog.text FROM public.tenant_registry WHERE tenant_key = $1",
 					1, &argtype, &arg, NULL, SPI_OK_SELECT);
 		if (SPI_processed > 0)
 			guess = tm_spi_getstr(0, 1);
@@ -180,8 +206,8 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 
 	values[0] = CStringGetTextDatum(schema);
 	values[1] = CStringGetTextDatum(key);
-	tm_spi_exec("SELECT schema_name::text FROM public.tenant_registry"
-				" WHERE schema_name = $1::name OR tenant_key = $2",
+	tm_catalog_exec("SELECT schema_name::pg_catalog.text FROM public.tenant_registry"
+				" WHERE schema_name = $1::pg_catalog.name OR tenant_key = $2",
 				2, argtypes, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		ereport(ERROR,
@@ -196,20 +222,21 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 				 errdetail("The schema exists but is not registered as a tenant."),
 				 errhint("Use another tenant key, or drop the schema first.")));
 
-	tm_spi_exec(psprintf("CREATE SCHEMA %s", quote_identifier(schema)),
-				0, NULL, NULL, NULL, SPI_OK_UTILITY);
+	/* as the caller, who owns the new schema */
+	if (SPI_execute(psprintf("CREATE SCHEMA %s", quote_identifier(schema)), false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "CREATE SCHEMA failed");
 	nspoid = get_namespace_oid(schema, false);
 
 	if (!PG_ARGISNULL(1))
 		values[2] = PointerGetDatum(PG_GETARG_TEXT_PP(1));
 	else
 		nulls[2] = 'n';
-	tm_spi_exec("INSERT INTO public.tenant_registry (schema_name, tenant_key, display_name)"
-				" VALUES ($1::name, $2, $3)",
+	tm_catalog_exec("INSERT INTO public.tenant_registry (schema_name, tenant_key, display_name)"
+				" VALUES ($1::pg_catalog.name, $2, $3)",
 				3, argtypes, values, nulls, SPI_OK_INSERT);
 
 	keep = tm_keepset_build();
-	(void) tm_apply_pending(schema, nspoid, false, NULL, keep, NULL, false);
+	(void) tm_apply_pending(schema, nspoid, false, NULL, keep, NULL);
 
 	SPI_finish();
 	PG_RETURN_NAME(result);

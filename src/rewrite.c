@@ -170,27 +170,27 @@ tm_keepset_build(void)
 	uint64		i;
 	int			n = 0;
 
-	tm_spi_exec("WITH ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'public'),"
+	tm_catalog_exec("WITH ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'public'),"
 				" ext AS (SELECT classid, objid FROM pg_catalog.pg_depend"
 				"         WHERE deptype = 'e'"
 				"           AND refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass)"
-				" SELECT c.relname::text FROM pg_catalog.pg_class c JOIN ns ON c.relnamespace = ns.oid"
+				" SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_class c JOIN ns ON c.relnamespace = ns.oid"
 				"   JOIN ext ON ext.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ext.objid = c.oid"
-				" UNION SELECT p.proname::text FROM pg_catalog.pg_proc p JOIN ns ON p.pronamespace = ns.oid"
+				" UNION SELECT p.proname::pg_catalog.text FROM pg_catalog.pg_proc p JOIN ns ON p.pronamespace = ns.oid"
 				"   JOIN ext ON ext.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND ext.objid = p.oid"
-				" UNION SELECT t.typname::text FROM pg_catalog.pg_type t JOIN ns ON t.typnamespace = ns.oid"
+				" UNION SELECT t.typname::pg_catalog.text FROM pg_catalog.pg_type t JOIN ns ON t.typnamespace = ns.oid"
 				"   JOIN ext ON ext.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND ext.objid = t.oid"
-				" UNION SELECT o.oprname::text FROM pg_catalog.pg_operator o JOIN ns ON o.oprnamespace = ns.oid"
+				" UNION SELECT o.oprname::pg_catalog.text FROM pg_catalog.pg_operator o JOIN ns ON o.oprnamespace = ns.oid"
 				"   JOIN ext ON ext.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND ext.objid = o.oid"
-				" UNION SELECT c.opcname::text FROM pg_catalog.pg_opclass c JOIN ns ON c.opcnamespace = ns.oid"
+				" UNION SELECT c.opcname::pg_catalog.text FROM pg_catalog.pg_opclass c JOIN ns ON c.opcnamespace = ns.oid"
 				"   JOIN ext ON ext.classid = 'pg_catalog.pg_opclass'::pg_catalog.regclass AND ext.objid = c.oid"
-				" UNION SELECT f.opfname::text FROM pg_catalog.pg_opfamily f JOIN ns ON f.opfnamespace = ns.oid"
+				" UNION SELECT f.opfname::pg_catalog.text FROM pg_catalog.pg_opfamily f JOIN ns ON f.opfnamespace = ns.oid"
 				"   JOIN ext ON ext.classid = 'pg_catalog.pg_opfamily'::pg_catalog.regclass AND ext.objid = f.oid"
-				" UNION SELECT l.collname::text FROM pg_catalog.pg_collation l JOIN ns ON l.collnamespace = ns.oid"
+				" UNION SELECT l.collname::pg_catalog.text FROM pg_catalog.pg_collation l JOIN ns ON l.collnamespace = ns.oid"
 				"   JOIN ext ON ext.classid = 'pg_catalog.pg_collation'::pg_catalog.regclass AND ext.objid = l.oid"
-				" UNION SELECT g.cfgname::text FROM pg_catalog.pg_ts_config g JOIN ns ON g.cfgnamespace = ns.oid"
+				" UNION SELECT g.cfgname::pg_catalog.text FROM pg_catalog.pg_ts_config g JOIN ns ON g.cfgnamespace = ns.oid"
 				"   JOIN ext ON ext.classid = 'pg_catalog.pg_ts_config'::pg_catalog.regclass AND ext.objid = g.oid"
-				" UNION SELECT d.dictname::text FROM pg_catalog.pg_ts_dict d JOIN ns ON d.dictnamespace = ns.oid"
+				" UNION SELECT d.dictname::pg_catalog.text FROM pg_catalog.pg_ts_dict d JOIN ns ON d.dictnamespace = ns.oid"
 				"   JOIN ext ON ext.classid = 'pg_catalog.pg_ts_dict'::pg_catalog.regclass AND ext.objid = d.oid",
 				0, NULL, NULL, NULL, SPI_OK_SELECT);
 

@@ -10,15 +10,25 @@
  * tenant a transaction of its own and calls the same functions inside it.
  *
  * 1. Before reading what a schema has applied, take the transaction-level
- *    advisory lock (TM_LOCK_KEY1, schema OID) -- pg_advisory_xact_lock with
- *    two int4 keys, so pg_locks shows it.  tenant_migrate and
- *    tenant_rollback wait for it; concurrent calls on one schema therefore
- *    serialize, and the second one reads the first one's committed history
- *    (a new snapshot per query under READ COMMITTED) and applies nothing
- *    twice.  The lock is released when the transaction ends.
+ *    advisory lock (TM_LOCK_KEY1, schema OID) in the lock space
+ *    TM_LOCK_SPACE, which no SQL-level advisory lock function can reach
+ *    (pg_locks shows it as an advisory lock with objsubid = TM_LOCK_SPACE).
+ *    tenant_migrate and tenant_rollback wait for it, at most
+ *    tenant_migrate.lock_timeout times (1 + lock_retries); concurrent
+ *    calls on one schema therefore serialize, and the second one reads the
+ *    first one's committed history (a new snapshot per query under READ
+ *    COMMITTED) and applies nothing twice.  The lock is released when the
+ *    transaction ends.
  * 2. Every check (dependencies, down scripts, malformed or refused SQL) is
  *    done for all scripts of the call before the first one runs.
- * 3. Each script runs at a new GUC nesting level with search_path set to
+ * 3. Each script runs as the role that registered it (registered_by), with
+ *    SECURITY_LOCAL_USERID_CHANGE so that it cannot SET ROLE or SET
+ *    SESSION AUTHORIZATION its way out; the caller must have that role's
+ *    privileges, and no role with fewer privileges may own, or hold
+ *    CREATE on, a schema the script searches (it could plant a function or
+ *    operator there for the script to call).  Its checksum is recomputed
+ *    before it runs.  Tenant scripts run under the containment guard
+ *    (guard.c).  It runs at a new GUC nesting level with search_path set to
  *    the tenant then public (public alone for shared scripts) and
  *    lock_timeout set to tenant_migrate.lock_timeout; its statements run
  *    one by one through SPI.  Afterwards every setting changed at that
@@ -28,13 +38,15 @@
  * 4. An error is re-thrown with its SQLSTATE, its message prefixed with the
  *    tenant and version, and the failing statement in the detail.  Nothing
  *    is caught and carried on with: the caller's transaction (or the fleet
- *    run's per-tenant subtransaction) is what undoes a failed tenant.  For
- *    the one-schema SQL calls (audit = true) the failed attempt is first
- *    written to the log by a background worker (audit.c), so that it
- *    survives the abort.
+ *    run's per-tenant subtransaction) is what undoes a failed tenant.  The
+ *    one-schema SQL calls run the work in an internal subtransaction: on
+ *    error it is rolled back first (locks and the script's role released),
+ *    then the failed attempt is written to the log by a background worker
+ *    (audit.c), so that it survives the abort of the caller's transaction,
+ *    and then the error is thrown again.
  * 5. The history row (public.tenant_migrations) and the audit row
- *    (public.tenant_migration_log) are written by one statement right after
- *    the script, in the same transaction as the script itself.
+ *    (public.tenant_migration_log) are written right after the script, in
+ *    the same transaction as the script itself, through catalog.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,17 +54,26 @@
 
 #include "tenant_migrate.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
+#include "storage/latch.h"
 #include "storage/lock.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 PG_FUNCTION_INFO_V1(tenant_migrate);
 PG_FUNCTION_INFO_V1(tenant_migrate_shared);
@@ -63,15 +84,21 @@ typedef struct TmApplied
 {
 	char	   *version;
 	char	   *name;
+	char	   *author;			/* registered_by of the script: runs as */
 	TmScript   *down;			/* NULL if there is no down script */
 	bool		rendered;		/* down is already rewritten for the schema */
 } TmApplied;
 
+
 /*---- Local functions ----*/
 
 static double run_script(const TmScript *script, const char *schema,
-						 bool rewrite, bool shared, const char *version,
-						 const char *name, const char *action, bool audit);
+						 Oid nspoid, bool rewrite, bool shared,
+						 const char *version, const char *name,
+						 const char *action, const char *author);
+static Oid	script_role(const char *author, const char *version);
+static void check_schema_trust(Oid nspoid, const char *schema, Oid author,
+							   const char *version, bool owner_trusted);
 static void check_dependencies(const char *schema, bool shared, List *pending);
 static int	pending_cmp(const ListCell *a, const ListCell *b);
 static int	applied_cmp_desc(const ListCell *a, const ListCell *b);
@@ -81,13 +108,187 @@ static char *arg_cstring(FunctionCallInfo fcinfo, int argno);
 /*---- Locks and settings ----*/
 
 bool
-tm_lock_schema(Oid nspoid, bool dontwait)
+tm_lock_schema(const char *schema, Oid nspoid, bool dontwait)
 {
 	LOCKTAG		tag;
+	int			wait_ms = tm_lock_timeout > 0 ?
+		(int) Min((int64) tm_lock_timeout * (tm_lock_retries + 1), INT_MAX) : 0;
+	char		buf[32];
+	int			nestlevel;
+	MemoryContext cxt = CurrentMemoryContext;
 
-	/* the same lock as pg_advisory_xact_lock(TM_LOCK_KEY1, nspoid) */
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_LOCK_KEY1, (uint32) nspoid, 2);
-	return LockAcquire(&tag, ExclusiveLock, false, dontwait) != LOCKACQUIRE_NOT_AVAIL;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_LOCK_KEY1,
+						 (uint32) nspoid, TM_LOCK_SPACE);
+	if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	if (dontwait)
+		return false;
+
+	/*
+	 * Wait in the lock manager (so pg_locks and pg_stat_activity show the
+	 * wait), bounded by our own setting whatever the session's lock_timeout
+	 * says.
+	 */
+	nestlevel = NewGUCNestLevel();
+	snprintf(buf, sizeof(buf), "%d", wait_ms);
+	(void) set_config_option("lock_timeout", buf, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	PG_TRY();
+	{
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("tenant \"%s\" is being migrated by another session", schema),
+				 errdetail("Waited %d ms (tenant_migrate.lock_timeout times 1 + tenant_migrate.lock_retries) for its migration lock.",
+						   wait_ms),
+				 errhint("Try again when the other migration of this tenant has finished.")));
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(true, nestlevel);
+	return true;
+}
+
+/*---- As whom scripts run ----*/
+
+bool
+tm_may_act_as(const char *rolename)
+{
+	Oid			role = get_role_oid(rolename, true);
+
+	/* a dropped author: only a superuser may still act for it */
+	if (!OidIsValid(role))
+		return superuser();
+	return has_privs_of_role(GetUserId(), role);
+}
+
+/*
+ * The role a script runs as: the one that registered it.  The caller must
+ * have its privileges, so nobody gets a script run with rights they lack,
+ * and a script never runs with rights its author lacks.
+ */
+static Oid
+script_role(const char *author, const char *version)
+{
+	Oid			role = get_role_oid(author, true);
+
+	if (!OidIsValid(role))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\", which registered migration %s, does not exist", author, version),
+				 errdetail("Scripts run as the role that registered them."),
+				 errhint("A superuser can set registered_by of version %s in tenant_migration_scripts to an existing role.",
+						 version)));
+	if (!has_privs_of_role(GetUserId(), role))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to run migration %s", version),
+				 errdetail("Migration %s was registered by role \"%s\", and scripts run as the role that registered them.",
+						   version, author),
+				 errhint("Run it as role \"%s\" or as a member of it.", author)));
+	return role;
+}
+
+/* The database owner stands for pg_database_owner */
+static Oid
+effective_role(Oid role)
+{
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (role != ROLE_PG_DATABASE_OWNER)
+		return role;
+	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for database %u", MyDatabaseId);
+	owner = ((Form_pg_database) GETSTRUCT(tup))->datdba;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * A role that can create objects in a schema a script searches can plant a
+ * function or operator there that the script then calls with its author's
+ * rights (CVE-2018-1058).  So every such role -- the owner (unless
+ * owner_trusted: public's owner is the database owner, whom PostgreSQL
+ * trusts there) and every grantee of CREATE -- must already have the
+ * author's privileges.
+ */
+static void
+check_schema_trust(Oid nspoid, const char *schema, Oid author,
+				   const char *version, bool owner_trusted)
+{
+	HeapTuple	tup;
+	Oid			owner;
+	Datum		acldatum;
+	bool		isnull;
+	Oid			untrusted = InvalidOid;
+	bool		everyone = false;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspoid));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("schema \"%s\" does not exist", schema)));
+	owner = effective_role(((Form_pg_namespace) GETSTRUCT(tup))->nspowner);
+	if (!owner_trusted && !has_privs_of_role(owner, author))
+		untrusted = owner;
+
+	acldatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
+	if (!isnull && !OidIsValid(untrusted))
+	{
+		Acl		   *acl = DatumGetAclP(acldatum);
+		AclItem    *items = ACL_DAT(acl);
+		int			i;
+
+		for (i = 0; i < ACL_NUM(acl); i++)
+		{
+			Oid			grantee;
+
+			if ((ACLITEM_GET_PRIVS(items[i]) & ACL_CREATE) == 0)
+				continue;
+			if (items[i].ai_grantee == ACL_ID_PUBLIC)
+			{
+				everyone = true;
+				break;
+			}
+			grantee = effective_role(items[i].ai_grantee);
+			if (grantee == owner && owner_trusted)
+				continue;
+			if (!has_privs_of_role(grantee, author))
+			{
+				untrusted = grantee;
+				break;
+			}
+		}
+	}
+	ReleaseSysCache(tup);
+
+	if (everyone)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot run migration %s: every role may create objects in schema \"%s\"", version, schema),
+				 errdetail("A script searches schema \"%s\", and an object planted there would run with the rights of role \"%s\".",
+						   schema, GetUserNameFromId(author, false)),
+				 errhint("REVOKE CREATE ON SCHEMA %s FROM PUBLIC.", quote_identifier(schema))));
+	if (OidIsValid(untrusted))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot run migration %s in schema \"%s\" as role \"%s\"",
+						version, schema, GetUserNameFromId(author, false)),
+				 errdetail("Role \"%s\" can create objects in schema \"%s\" but lacks the privileges of role \"%s\", which the script runs as; an object it planted there would run with those privileges.",
+						   GetUserNameFromId(untrusted, false), schema, GetUserNameFromId(author, false)),
+				 errhint("Register the migrations as role \"%s\" (or a role it is a member of), or give the schema to the role that registers them.",
+						 GetUserNameFromId(untrusted, false))));
 }
 
 char *
@@ -176,11 +377,12 @@ tm_pending_scripts(const char *schema, bool shared, const char *target,
 
 	values[0] = CStringGetTextDatum(schema);
 	values[1] = CStringGetTextDatum(shared ? TM_SCOPE_SHARED : TM_SCOPE_TENANT);
-	tm_spi_exec("SELECT s.version, s.name, s.checksum, s.up_sql, s.down_sql, s.depends_on"
+	tm_catalog_exec("SELECT s.version, s.name, s.checksum, s.up_sql, s.down_sql, s.depends_on,"
+				"       s.registered_by::pg_catalog.text"
 				"  FROM public.tenant_migration_scripts s"
 				" WHERE s.scope = $2"
 				"   AND NOT EXISTS (SELECT 1 FROM public.tenant_migrations m"
-				"                    WHERE m.tenant_schema = $1::name AND m.version = s.version)",
+				"                    WHERE m.tenant_schema = $1::pg_catalog.name AND m.version = s.version)",
 				2, argtypes, values, NULL, SPI_OK_SELECT);
 	tuptable = SPI_tuptable;
 	n = SPI_processed;
@@ -203,6 +405,15 @@ tm_pending_scripts(const char *schema, bool shared, const char *target,
 		deps = SPI_getbinval(tup, desc, 6, &isnull);
 		p->depends_on = isnull ? NIL :
 			tm_text_array_to_list(DatumGetArrayTypeP(deps), "depends_on");
+		p->author = SPI_getvalue(tup, desc, 7);
+
+		/* the text that runs must be the text that was registered */
+		if (strcmp(tm_checksum(p->up_sql, strlen(p->up_sql)), p->checksum) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("up script of migration %s does not match its checksum", p->version),
+					 errdetail("tenant_migration_scripts was changed other than through tenant_migration_add()."),
+					 errhint("Register the intended text again with tenant_migration_add() as the role that registered it.")));
 		pending = lappend(pending, p);
 	}
 	list_sort(pending, pending_cmp);
@@ -238,8 +449,8 @@ check_dependencies(const char *schema, bool shared, List *pending)
 	if (!any)
 		return;
 
-	tm_spi_exec("SELECT version FROM public.tenant_migrations"
-				" WHERE tenant_schema = $1::name OR tenant_schema = 'public'",
+	tm_catalog_exec("SELECT version FROM public.tenant_migrations"
+				" WHERE tenant_schema = $1::pg_catalog.name OR tenant_schema = 'public'",
 				1, &argtype, &arg, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 		done = lappend(done, tm_spi_getstr(i, 1));
@@ -262,7 +473,7 @@ check_dependencies(const char *schema, bool shared, List *pending)
 				continue;
 
 			arg = CStringGetTextDatum(dep);
-			tm_spi_exec("SELECT scope FROM public.tenant_migration_scripts WHERE version = $1",
+			tm_catalog_exec("SELECT scope FROM public.tenant_migration_scripts WHERE version = $1",
 						1, &argtype, &arg, NULL, SPI_OK_SELECT);
 			if (SPI_processed > 0 && !shared &&
 				strcmp(tm_spi_getstr(0, 1), TM_SCOPE_SHARED) == 0)
@@ -298,9 +509,9 @@ tm_check_target(const char *target, const char *scope)
 	values[0] = CStringGetTextDatum(target);
 	values[1] = scope ? CStringGetTextDatum(scope) : (Datum) 0;
 	/* 5 and 005 name the same version */
-	tm_spi_exec("SELECT 1 FROM public.tenant_migration_scripts"
-				" WHERE public.tenant_version_key(version) = public.tenant_version_key($1)"
-				"   AND ($2::text IS NULL OR scope = $2)",
+	tm_catalog_exec("SELECT 1 FROM public.tenant_migration_scripts"
+				" WHERE public.tenant_version_key(version) OPERATOR(pg_catalog.=) public.tenant_version_key($1)"
+				"   AND ($2::pg_catalog.text IS NULL OR scope = $2)",
 				2, argtypes, values, nulls, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -318,21 +529,31 @@ tm_check_target(const char *target, const char *scope)
  * tenant schema into the script's spans while rendering.
  */
 static double
-run_script(const TmScript *orig_script, const char *schema, bool rewrite,
-		   bool shared, const char *version, const char *name,
-		   const char *action, bool audit)
+run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
+		   bool rewrite, bool shared, const char *version, const char *name,
+		   const char *action, const char *author)
 {
 	/* recompiled after CREATE EXTENSION; volatile across PG_TRY */
 	const TmScript *volatile script = orig_script;
 	MemoryContext oldcxt = CurrentMemoryContext;
-	GucContext	context = superuser() ? PGC_SUSET : PGC_USERSET;
+	GucContext	context;
 	instr_time	start,
 				elapsed;
-	TimestampTz started_at = GetCurrentTimestamp();
 	int			nestlevel;
 	int			i;
+	Oid			role = script_role(author, version);
+	Oid			save_userid;
+	int			save_sec_context;
+
+	/* nobody who can plant objects where the script looks has fewer rights */
+	check_schema_trust(nspoid, schema, role, version, shared);
+	if (!shared)
+		check_schema_trust(tm_public_namespace(), TM_SHARED_SCHEMA, role, version, true);
 
 	INSTR_TIME_SET_CURRENT(start);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(role, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	context = superuser() ? PGC_SUSET : PGC_USERSET;
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", tm_search_path_for(schema, shared),
 							 context, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
@@ -366,6 +587,7 @@ run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 			char	   *stmt = tm_statement_snippet(sql, 0, strlen(sql));
 
 			MemoryContextSwitchTo(oldcxt);
+			SetUserIdAndSecContext(save_userid, save_sec_context);
 			edata = CopyErrorData();
 			FlushErrorState();
 			edata->message = psprintf("%s of migration %s (%s) failed on %s \"%s\": %s",
@@ -376,14 +598,6 @@ run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 			edata->detail = edata->detail ?
 				psprintf("Statement %d of %d: %s\n%s", i + 1, script->nstmts, stmt, edata->detail) :
 				psprintf("Statement %d of %d: %s", i + 1, script->nstmts, stmt);
-			if (audit)
-			{
-				INSTR_TIME_SET_CURRENT(elapsed);
-				INSTR_TIME_SUBTRACT(elapsed, start);
-				tm_audit_failure(schema, version, action,
-								 psprintf("%s\n%s", edata->message, edata->detail),
-								 started_at, INSTR_TIME_GET_MILLISEC(elapsed));
-			}
 			ReThrowError(edata);
 		}
 		PG_END_TRY();
@@ -399,40 +613,10 @@ run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 
 	/* No setting the script changed outlives it */
 	AtEOXact_GUC(false, nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 	INSTR_TIME_SET_CURRENT(elapsed);
 	INSTR_TIME_SUBTRACT(elapsed, start);
 	return INSTR_TIME_GET_MILLISEC(elapsed);
-}
-
-/*---- The audit log ----*/
-
-void
-tm_log_attempt(const char *schema, const char *version, const char *action,
-			   const char *status, const char *error, TimestampTz started_at,
-			   double duration_ms, const char *performed_by)
-{
-	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TIMESTAMPTZOID, FLOAT8OID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-
-	values[0] = CStringGetTextDatum(schema);
-	values[1] = version ? CStringGetTextDatum(version) : (Datum) 0;
-	nulls[1] = version ? ' ' : 'n';
-	values[2] = CStringGetTextDatum(action);
-	values[3] = CStringGetTextDatum(status);
-	values[4] = error ? CStringGetTextDatum(error) : (Datum) 0;
-	nulls[4] = error ? ' ' : 'n';
-	values[5] = TimestampTzGetDatum(started_at);
-	nulls[5] = started_at ? ' ' : 'n';
-	values[6] = Float8GetDatum(duration_ms);
-	values[7] = performed_by ? CStringGetTextDatum(performed_by) : (Datum) 0;
-	nulls[7] = performed_by ? ' ' : 'n';
-	tm_spi_exec("INSERT INTO public.tenant_migration_log"
-				" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by)"
-				" VALUES ($1::name, $2, $3, $4, $5, COALESCE($6, pg_catalog.clock_timestamp()), $7,"
-				"         COALESCE($8::name, CURRENT_USER))",
-				8, argtypes, values, nulls, SPI_OK_INSERT);
 }
 
 /*---- Applying ----*/
@@ -440,16 +624,22 @@ tm_log_attempt(const char *schema, const char *version, const char *action,
 List *
 tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 				 const char *target, const TmKeepSet *keep,
-				 TmScriptCache *cache, bool audit)
+				 TmScriptCache *cache)
 {
 	List	   *pending;
 	List	   *steps = NIL;
 	ListCell   *lc;
+	char	   *invoker = tm_catalog_invoker();
 
 	/* an earlier call that failed may have left it set */
 	tm_current_version[0] = '\0';
-	(void) tm_lock_schema(nspoid, false);
+	(void) tm_lock_schema(schema, nspoid, false);
 	pending = tm_pending_scripts(schema, shared, target, keep, cache);
+
+	/* who may run what is checked for every script before any runs */
+	foreach(lc, pending)
+		(void) script_role(((TmPending *) lfirst(lc))->author,
+						   ((TmPending *) lfirst(lc))->version);
 
 	foreach(lc, pending)
 	{
@@ -457,15 +647,15 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 		TmStep	   *step = palloc(sizeof(TmStep));
 		TimestampTz started = GetCurrentTimestamp();
 		char	   *rollback_sql = p->down ? tm_script_render(p->down, -1, shared ? NULL : schema) : NULL;
-		Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, TIMESTAMPTZOID};
+		Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, TEXTOID};
 		Datum		values[7];
 		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 		step->version = p->version;
 		step->name = p->name;
 		strlcpy(tm_current_version, p->version, sizeof(tm_current_version));
-		step->duration_ms = run_script(p->up, schema, !shared, shared,
-									   p->version, p->name, "up", audit);
+		step->duration_ms = run_script(p->up, schema, nspoid, !shared, shared,
+									   p->version, p->name, "up", p->author);
 		tm_current_version[0] = '\0';
 
 		values[0] = CStringGetTextDatum(schema);
@@ -475,15 +665,13 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 		values[4] = rollback_sql ? CStringGetTextDatum(rollback_sql) : (Datum) 0;
 		nulls[4] = rollback_sql ? ' ' : 'n';
 		values[5] = Float8GetDatum(step->duration_ms);
-		values[6] = TimestampTzGetDatum(started);
-		tm_spi_exec("WITH applied AS ("
-					"  INSERT INTO public.tenant_migrations"
-					"    (tenant_schema, version, name, checksum, rollback_sql, duration_ms)"
-					"  VALUES ($1::name, $2, $3, $4, $5, $6))"
-					" INSERT INTO public.tenant_migration_log"
-					"   (tenant_schema, version, action, status, started_at, duration_ms)"
-					" VALUES ($1::name, $2, 'up', 'ok', $7, $6)",
-					7, argtypes, values, nulls, SPI_OK_INSERT);
+		values[6] = CStringGetTextDatum(invoker);
+		tm_catalog_exec("INSERT INTO public.tenant_migrations"
+						" (tenant_schema, version, name, checksum, rollback_sql, duration_ms, applied_by)"
+						" VALUES ($1::pg_catalog.name, $2, $3, $4, $5, $6, $7::pg_catalog.name)",
+						7, argtypes, values, nulls, SPI_OK_INSERT);
+		tm_log_attempt(schema, p->version, "up", "ok", NULL, started,
+					   step->duration_ms, invoker);
 		steps = lappend(steps, step);
 	}
 	return steps;
@@ -502,8 +690,9 @@ applied_cmp_desc(const ListCell *a, const ListCell *b)
 
 List *
 tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
-		  const TmKeepSet *keep, bool audit)
+		  const TmKeepSet *keep)
 {
+	char	   *invoker = tm_catalog_invoker();
 	Oid			argtypes[2] = {TEXTOID, TEXTARRAYOID};
 	Datum		values[2];
 	List	   *applied = NIL;
@@ -517,13 +706,13 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 	int			nversions = 0;
 
 	tm_current_version[0] = '\0';
-	(void) tm_lock_schema(nspoid, false);
+	(void) tm_lock_schema(schema, nspoid, false);
 
 	values[0] = CStringGetTextDatum(schema);
-	tm_spi_exec("SELECT m.version, m.name, m.rollback_sql, s.down_sql"
+	tm_catalog_exec("SELECT m.version, m.name, m.rollback_sql, s.down_sql, s.registered_by::pg_catalog.text"
 				"  FROM public.tenant_migrations m"
 				"  LEFT JOIN public.tenant_migration_scripts s ON s.version = m.version"
-				" WHERE m.tenant_schema = $1::name",
+				" WHERE m.tenant_schema = $1::pg_catalog.name",
 				1, argtypes, values, NULL, SPI_OK_SELECT);
 	tuptable = SPI_tuptable;
 	n = SPI_processed;
@@ -535,6 +724,7 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 
 		a->version = SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 1);
 		a->name = SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 2);
+		a->author = SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 5);
 		/*
 		 * The down script as rewritten when applied; if none was recorded
 		 * but one has been registered since, rewrite that one now.
@@ -576,6 +766,10 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 					 errdetail("Nothing was rolled back."),
 					 errhint("Register a down script for version %s with tenant_migration_add() (same up_sql), then roll back again.",
 							 a->version)));
+		/* the history's foreign key keeps applied scripts registered */
+		if (a->author == NULL)
+			elog(ERROR, "migration %s has no registered script", a->version);
+		(void) script_role(a->author, a->version);
 		versions[nversions++] = CStringGetTextDatum(a->version);
 	}
 	values[1] = PointerGetDatum(construct_array(versions, nversions, TEXTOID, -1, false, TYPALIGN_INT));
@@ -583,13 +777,13 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 	 * A tenant's scripts depend on its own or on shared ones: reverting a
 	 * tenant's script concerns that tenant only, a shared one every schema.
 	 */
-	tm_spi_exec("SELECT m.tenant_schema::text, m.version, d.dep"
+	tm_catalog_exec("SELECT m.tenant_schema::pg_catalog.text, m.version, d.dep"
 				"  FROM public.tenant_migrations m"
 				"  JOIN public.tenant_migration_scripts s ON s.version = m.version"
 				"  CROSS JOIN LATERAL pg_catalog.unnest(s.depends_on) AS d(dep)"
 				" WHERE d.dep = ANY ($2)"
-				"   AND ($3 OR m.tenant_schema = $1::name)"
-				"   AND NOT (m.tenant_schema = $1::name AND m.version = ANY ($2))"
+				"   AND ($3 OR m.tenant_schema = $1::pg_catalog.name)"
+				"   AND NOT (m.tenant_schema = $1::pg_catalog.name AND m.version = ANY ($2))"
 				" LIMIT 1",
 				3, (Oid[]) {TEXTOID, TEXTARRAYOID, BOOLOID},
 				(Datum[]) {values[0], values[1], BoolGetDatum(shared)}, NULL, SPI_OK_SELECT);
@@ -606,27 +800,21 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 		TmApplied  *a = (TmApplied *) lfirst(lc);
 		TmStep	   *step = palloc(sizeof(TmStep));
 		TimestampTz started = GetCurrentTimestamp();
-		Oid			logtypes[4] = {TEXTOID, TEXTOID, FLOAT8OID, TIMESTAMPTZOID};
-		Datum		logvalues[4];
 
 		step->version = a->version;
 		step->name = a->name;
 		strlcpy(tm_current_version, a->version, sizeof(tm_current_version));
-		step->duration_ms = run_script(a->down, schema, !shared && !a->rendered,
-									   shared, a->version, a->name, "down", audit);
+		step->duration_ms = run_script(a->down, schema, nspoid, !shared && !a->rendered,
+									   shared, a->version, a->name, "down", a->author);
 		tm_current_version[0] = '\0';
 
-		logvalues[0] = CStringGetTextDatum(schema);
-		logvalues[1] = CStringGetTextDatum(a->version);
-		logvalues[2] = Float8GetDatum(step->duration_ms);
-		logvalues[3] = TimestampTzGetDatum(started);
-		tm_spi_exec("WITH reverted AS ("
-					"  DELETE FROM public.tenant_migrations"
-					"   WHERE tenant_schema = $1::name AND version = $2)"
-					" INSERT INTO public.tenant_migration_log"
-					"   (tenant_schema, version, action, status, started_at, duration_ms)"
-					" VALUES ($1::name, $2, 'down', 'ok', $4, $3)",
-					4, logtypes, logvalues, NULL, SPI_OK_INSERT);
+		tm_catalog_exec("DELETE FROM public.tenant_migrations"
+						" WHERE tenant_schema = $1::pg_catalog.name AND version = $2",
+						2, (Oid[]) {TEXTOID, TEXTOID},
+						(Datum[]) {CStringGetTextDatum(schema), CStringGetTextDatum(a->version)},
+						NULL, SPI_OK_DELETE);
+		tm_log_attempt(schema, a->version, "down", "ok", NULL, started,
+					   step->duration_ms, invoker);
 		steps = lappend(steps, step);
 	}
 	return steps;
@@ -673,6 +861,68 @@ put_steps(FunctionCallInfo fcinfo, List *steps)
 	}
 }
 
+/*
+ * The work of a one-schema call, in an internal subtransaction.  On
+ * error: roll it back first (the script's locks, role and settings are
+ * released), write the failed attempt durably (audit.c), then throw the
+ * error again, unchanged.
+ */
+List *
+tm_run_audited(const char *schema, Oid nspoid, bool shared, bool revert,
+			   const char *target, const TmKeepSet *keep)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	TimestampTz started = GetCurrentTimestamp();
+	char	   *invoker = tm_catalog_invoker();
+	List	   *volatile steps = NIL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (revert)
+			steps = tm_revert(schema, nspoid, shared, target, keep);
+		else
+			steps = tm_apply_pending(schema, nspoid, shared, target, keep, NULL);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		char	   *version;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+
+		/*
+		 * A failed script is an attempt to log; a refusal before any script
+		 * ran (bad target, missing down script) changed nothing, and a
+		 * cancel is not a failed migration.
+		 */
+		if (tm_current_version[0] != '\0' && edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+		{
+			version = pstrdup(tm_current_version);
+			tm_current_version[0] = '\0';
+			tm_audit_failure(schema, version, revert ? "down" : "up",
+							 edata->detail ? psprintf("%s\n%s", edata->message, edata->detail) :
+							 edata->message,
+							 started,
+							 (double) (GetCurrentTimestamp() - started) / 1000.0,
+							 invoker);
+		}
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return steps;
+}
+
 /* tenant_migrate(tenant_schema text, target_version text DEFAULT NULL) */
 Datum
 tenant_migrate(PG_FUNCTION_ARGS)
@@ -680,7 +930,6 @@ tenant_migrate(PG_FUNCTION_ARGS)
 	char	   *schema = tm_schema_arg(fcinfo);
 	char	   *target = arg_cstring(fcinfo, 1);
 	TmTenant	tenant;
-	TmKeepSet  *keep;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (target != NULL)
@@ -690,8 +939,8 @@ tenant_migrate(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	tm_tenant_lookup(schema, &tenant);
 	tm_check_target(target, TM_SCOPE_TENANT);
-	keep = tm_keepset_build();
-	put_steps(fcinfo, tm_apply_pending(tenant.schema, tenant.nspoid, false, target, keep, NULL, true));
+	put_steps(fcinfo, tm_run_audited(tenant.schema, tenant.nspoid, false, false,
+									 target, tm_keepset_build()));
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -709,7 +958,8 @@ tenant_migrate_shared(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	tm_check_target(target, TM_SCOPE_SHARED);
-	put_steps(fcinfo, tm_apply_pending(TM_SHARED_SCHEMA, tm_public_namespace(), true, target, NULL, NULL, true));
+	put_steps(fcinfo, tm_run_audited(TM_SHARED_SCHEMA, tm_public_namespace(), true, false,
+									 target, NULL));
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -733,13 +983,15 @@ tenant_rollback(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (strcmp(schema, TM_SHARED_SCHEMA) == 0)
-		steps = tm_revert(TM_SHARED_SCHEMA, tm_public_namespace(), true, target, NULL, true);
+		steps = tm_run_audited(TM_SHARED_SCHEMA, tm_public_namespace(), true, true,
+							   target, NULL);
 	else
 	{
 		TmTenant	tenant;
 
 		tm_tenant_lookup(schema, &tenant);
-		steps = tm_revert(tenant.schema, tenant.nspoid, false, target, tm_keepset_build(), true);
+		steps = tm_run_audited(tenant.schema, tenant.nspoid, false, true,
+							   target, tm_keepset_build());
 	}
 	put_steps(fcinfo, steps);
 	SPI_finish();

@@ -21,6 +21,8 @@
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(tenant_migration_add);
@@ -200,8 +202,8 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("migration %s cannot depend on itself", version),
 					 errhint("Remove %s from depends_on.", dep)));
-		tm_spi_exec("SELECT version FROM public.tenant_migration_scripts"
-					" WHERE public.tenant_version_key(version) = public.tenant_version_key($1)",
+		tm_catalog_exec("SELECT version FROM public.tenant_migration_scripts"
+					" WHERE public.tenant_version_key(version) OPERATOR(pg_catalog.=) public.tenant_version_key($1)",
 					1, &texttype, &dkey, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			ereport(ERROR,
@@ -221,9 +223,9 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 	*checksum_out = checksum;
 	deps = list_to_text_array(depends_on);
 
-	tm_spi_exec("SELECT s.name, s.scope, s.checksum, s.down_sql, s.depends_on::text,"
+	tm_catalog_exec("SELECT s.name, s.scope, s.checksum, s.down_sql, s.depends_on::pg_catalog.text,"
 				"       (SELECT pg_catalog.count(*) FROM public.tenant_migrations m WHERE m.version = s.version),"
-				"       $2::text"
+				"       $2::pg_catalog.text, s.registered_by::pg_catalog.text"
 				"  FROM public.tenant_migration_scripts s WHERE s.version = $1 FOR UPDATE",
 				2, (Oid[]) {TEXTOID, TEXTARRAYOID}, (Datum[]) {vkey, deps}, NULL, SPI_OK_SELECT);
 	exists = (SPI_processed > 0);
@@ -231,8 +233,8 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 	if (!exists)
 	{
 		/* 001 and 1 would be the same place in the order: refuse the second */
-		tm_spi_exec("SELECT version FROM public.tenant_migration_scripts"
-					" WHERE public.tenant_version_key(version) = public.tenant_version_key($1)",
+		tm_catalog_exec("SELECT version FROM public.tenant_migration_scripts"
+					" WHERE public.tenant_version_key(version) OPERATOR(pg_catalog.=) public.tenant_version_key($1)",
 					1, &texttype, &vkey, NULL, SPI_OK_SELECT);
 		if (SPI_processed > 0)
 			ereport(ERROR,
@@ -252,6 +254,7 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 		char	   *old_deps = tm_spi_getstr(0, 5);
 		long		applied = atol(tm_spi_getstr(0, 6));
 		char	   *new_deps = tm_spi_getstr(0, 7);
+		char	   *author = tm_spi_getstr(0, 8);
 
 		if (applied > 0 && strcmp(old_checksum, checksum) != 0)
 			ereport(ERROR,
@@ -273,13 +276,26 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 			str_eq_nullable(old_down, down_sql) &&
 			strcmp(old_deps, new_deps) == 0)
 			return TM_SCRIPT_UNCHANGED;
+
+		/*
+		 * A script runs as the role that first registered it, so only that
+		 * role (or a member of it) may change it; the author never changes.
+		 */
+		if (!tm_may_act_as(author))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to change migration %s", version),
+					 errdetail("Migration %s was registered by role \"%s\", and its scripts run as that role.",
+							   version, author),
+					 errhint("Change it as a member of role \"%s\", or register the change as a new version.",
+							 author)));
 	}
 
 	/* New, or changed and not applied anywhere (or only its down script changed) */
 	{
-		Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID};
-		Datum		values[7];
-		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID};
+		Datum		values[8];
+		char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 		values[0] = vkey;
 		values[1] = CStringGetTextDatum(name);
@@ -289,14 +305,16 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 		nulls[4] = down_sql ? ' ' : 'n';
 		values[5] = CStringGetTextDatum(checksum);
 		values[6] = deps;
-		tm_spi_exec("INSERT INTO public.tenant_migration_scripts AS s"
-					" (version, name, scope, up_sql, down_sql, checksum, depends_on)"
-					" VALUES ($1, $2, $3, $4, $5, $6, $7)"
-					" ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, scope = EXCLUDED.scope,"
-					"   up_sql = EXCLUDED.up_sql, down_sql = EXCLUDED.down_sql,"
-					"   checksum = EXCLUDED.checksum, depends_on = EXCLUDED.depends_on,"
-					"   registered_at = pg_catalog.now(), registered_by = CURRENT_USER",
-					7, argtypes, values, nulls, SPI_OK_INSERT);
+		/* the scripts will run as this role (runner.c) */
+		values[7] = CStringGetTextDatum(tm_catalog_invoker());
+		tm_catalog_exec("INSERT INTO public.tenant_migration_scripts AS s"
+						" (version, name, scope, up_sql, down_sql, checksum, depends_on, registered_by)"
+						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8::pg_catalog.name)"
+						" ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, scope = EXCLUDED.scope,"
+						"   up_sql = EXCLUDED.up_sql, down_sql = EXCLUDED.down_sql,"
+						"   checksum = EXCLUDED.checksum, depends_on = EXCLUDED.depends_on,"
+						"   registered_at = pg_catalog.now()",
+						8, argtypes, values, nulls, SPI_OK_INSERT);
 	}
 	return exists ? TM_SCRIPT_CHANGED : TM_SCRIPT_NEW;
 }

@@ -34,12 +34,12 @@ static const char *status_query =
 "         pg_catalog.row_number() OVER (ORDER BY public.tenant_version_key(s.version), s.version) AS rn"
 "    FROM public.tenant_migration_scripts s WHERE s.scope = 'tenant'),"
 " applied AS ("
-"  SELECT m.tenant_schema, pg_catalog.count(*)::int AS n, pg_catalog.max(k.rn) AS top"
+"  SELECT m.tenant_schema, pg_catalog.count(*)::pg_catalog.int4 AS n, pg_catalog.max(k.rn) AS top"
 "    FROM public.tenant_migrations m JOIN ranked k ON k.version = m.version"
-"   WHERE $1::name IS NULL OR m.tenant_schema = $1::name"
+"   WHERE $1::pg_catalog.name IS NULL OR m.tenant_schema = $1::pg_catalog.name"
 "   GROUP BY m.tenant_schema)"
 " SELECT r.schema_name, r.tenant_key, r.status, top.version,"
-"        COALESCE(a.n, 0), (SELECT pg_catalog.count(*)::int FROM ranked) - COALESCE(a.n, 0),"
+"        COALESCE(a.n, 0), (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM ranked) - COALESCE(a.n, 0),"
 "        CASE WHEN l.status = 'failed' THEN l.error END, l.started_at"
 "   FROM public.tenant_registry r"
 "   LEFT JOIN applied a ON a.tenant_schema = r.schema_name"
@@ -49,7 +49,7 @@ static const char *status_query =
 "          FROM public.tenant_migration_log g"
 "         WHERE g.tenant_schema = r.schema_name"
 "         ORDER BY g.id DESC LIMIT 1) l ON true"
-"  WHERE $1::name IS NULL OR r.schema_name = $1::name"
+"  WHERE $1::pg_catalog.name IS NULL OR r.schema_name = $1::pg_catalog.name"
 "  ORDER BY r.schema_name";
 
 /*
@@ -125,7 +125,7 @@ tenant_migration_status(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	tm_spi_exec(status_query, 1, &argtype, &arg, &argnull, SPI_OK_SELECT);
+	tm_catalog_exec(status_query, 1, &argtype, &arg, &argnull, SPI_OK_SELECT);
 
 	/* a named tenant that is not there gets the usual error and hint */
 	if (SPI_processed == 0 && !PG_ARGISNULL(0))

@@ -25,6 +25,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/postmaster.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -40,6 +41,7 @@ char	   *tm_shared_objects = NULL;
 int			tm_lock_timeout = 5000;
 int			tm_lock_retries = 3;
 int			tm_progress_interval = 10;
+int			tm_max_workers = 2;
 
 void		_PG_init(void);
 
@@ -112,6 +114,19 @@ _PG_init(void)
 							NULL,
 							NULL);
 
+	DefineCustomIntVariable("tenant_migrate.max_workers",
+							gettext_noop("Most fleet-run background workers running at once in the server."),
+							gettext_noop("Keeps max_worker_processes slots free for parallel query, replication and others."),
+							&tm_max_workers,
+							2,
+							1,
+							MAX_BACKENDS,
+							PGC_SIGHUP,
+							0,
+							NULL,
+							NULL,
+							NULL);
+
 	MarkGUCPrefixReserved("tenant_migrate");
 }
 
@@ -158,41 +173,6 @@ check_shared_objects(char **newval, void **extra, GucSource source)
 }
 
 /*---- SPI helpers ----*/
-
-void
-tm_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
-			const char *nulls, int expect_rc)
-{
-	MemoryContext oldcxt = CurrentMemoryContext;
-	int			rc;
-
-	/*
-	 * Results are read right after each query; freeing the previous one here
-	 * keeps a long non-atomic run (commits never call SPI_finish) flat.
-	 */
-	if (SPI_tuptable != NULL)
-	{
-		SPI_freetuptable(SPI_tuptable);
-		SPI_tuptable = NULL;
-	}
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
-
-	/*
-	 * SPI returns in its procedure context; go back to the caller's, so that
-	 * what is read from the result lands where the caller means it to (a
-	 * per-tenant context that is reset, a cache that outlives a commit).
-	 */
-	MemoryContextSwitchTo(oldcxt);
-	if (rc != expect_rc)
-		elog(ERROR, "SPI_execute_with_args failed (%s) for query: %s",
-			 SPI_result_code_string(rc), sql);
-}
-
-char *
-tm_spi_getstr(uint64 row, int col)
-{
-	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
-}
 
 char *
 tm_schema_arg(FunctionCallInfo fcinfo)

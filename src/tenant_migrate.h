@@ -29,6 +29,14 @@
  */
 #define TM_LOCK_KEY1		0x544D0001	/* "TM" + 1 */
 
+/*
+ * The lock's fourth field.  pg_advisory_lock() and friends always use 1
+ * (one int8 key) or 2 (two int4 keys), so no SQL call can take or hold a
+ * lock with this value: no role can block a tenant's migrations with an
+ * advisory lock of its own.  pg_locks shows it as objsubid.
+ */
+#define TM_LOCK_SPACE		0x544D	/* "TM" */
+
 #define TM_SCOPE_TENANT		"tenant"
 #define TM_SCOPE_SHARED		"shared"
 #define TM_SHARED_SCHEMA	"public"
@@ -39,19 +47,40 @@ extern char *tm_shared_objects;
 extern int	tm_lock_timeout;	/* milliseconds, 0 = off */
 extern int	tm_lock_retries;
 extern int	tm_progress_interval;	/* seconds */
+extern int	tm_max_workers;		/* fleet workers at once, server-wide */
 
-/*---- SPI helpers (tenant_migrate.c) ----*/
+/*---- The extension's tables and internal queries (catalog.c) ----*/
 
 /*
- * Runs a parameterized query; elog(ERROR) unless SPI returns expect_rc.
- * The previous query's SPI_tuptable is freed first: read a result before
- * running the next query.  Returns in the caller's memory context.
+ * Runs an internal, parameterized query with search_path pinned to
+ * pg_catalog, pg_temp and as the owner of the extension's tables (see
+ * catalog.c); elog(ERROR) unless SPI returns expect_rc.  The previous
+ * query's SPI_tuptable is freed first: read a result before running the
+ * next query.  Returns in the caller's memory context.
  */
-extern void tm_spi_exec(const char *sql, int nargs, Oid *argtypes,
-						Datum *values, const char *nulls, int expect_rc);
+extern void tm_catalog_exec(const char *sql, int nargs, Oid *argtypes,
+							Datum *values, const char *nulls, int expect_rc);
 
 /* Column col (1-based) of row of SPI_tuptable as a palloc'd C string, NULL if null. */
 extern char *tm_spi_getstr(uint64 row, int col);
+
+/* Owner of the extension's tables; the role internal queries run as */
+extern Oid	tm_catalog_owner(void);
+
+/* Name of the role the extension acts for now (read before any switch) */
+extern char *tm_catalog_invoker(void);
+
+/*
+ * Appends a row to tenant_migration_log in the current transaction;
+ * version and error may be NULL, performed_by NULL means the invoker,
+ * started_at 0 means now.
+ */
+extern void tm_log_attempt(const char *schema, const char *version,
+						   const char *action, const char *status,
+						   const char *error, TimestampTz started_at,
+						   double duration_ms, const char *performed_by);
+
+/*---- Small helpers (tenant_migrate.c) ----*/
 
 /* The first argument, tenant_schema, as a C string; ERROR if NULL */
 extern char *tm_schema_arg(FunctionCallInfo fcinfo);
@@ -170,6 +199,9 @@ extern void tm_tenant_lookup(const char *schema, TmTenant *tenant);
 /* ERROR unless schema is a syntactically usable tenant schema name */
 extern void tm_check_schema_name(const char *schema);
 
+/* Letters, digits, underscores; not pg_*, not information_schema */
+extern bool tm_schema_name_is_valid(const char *schema);
+
 /*---- Applying and rolling back (runner.c) ----*/
 
 /* One applied or reverted migration, as the SRFs return it */
@@ -180,8 +212,15 @@ typedef struct TmStep
 	double		duration_ms;
 } TmStep;
 
-/* Transaction-level advisory lock on a schema; dontwait: false if busy */
-extern bool tm_lock_schema(Oid nspoid, bool dontwait);
+/*
+ * Transaction-level lock on a schema.  dontwait: false at once if busy;
+ * otherwise waits at most tenant_migrate.lock_timeout times
+ * (1 + lock_retries) (for ever if lock_timeout is 0), then ERROR.
+ */
+extern bool tm_lock_schema(const char *schema, Oid nspoid, bool dontwait);
+
+/* true if the current user has the privileges of role rolename */
+extern bool tm_may_act_as(const char *rolename);
 
 /*
  * Scripts compiled once per call and reused for every schema it touches,
@@ -200,33 +239,35 @@ extern void tm_check_target(const char *target, const char *scope);
  * Applies pending migrations of one scope to schema (a tenant, or public
  * for shared scripts) up to target (NULL: all).  Returns a List of TmStep.
  * Runs in the caller's transaction; takes the schema's advisory lock.
- * cache may be NULL.  audit: a failure is logged durably (audit.c) before
- * the error goes on, for calls whose transaction the error will abort.
+ * cache may be NULL.  Scripts run as the role that registered them.
  */
 extern List *tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 							  const char *target, const TmKeepSet *keep,
-							  TmScriptCache *cache, bool audit);
+							  TmScriptCache *cache);
 
 /* Reverts applied migrations newer than target (NULL: the newest one). */
 extern List *tm_revert(const char *schema, Oid nspoid, bool shared,
-					   const char *target, const TmKeepSet *keep, bool audit);
+					   const char *target, const TmKeepSet *keep);
 
 /*
- * Appends a row to tenant_migration_log in the current transaction;
- * version, error and performed_by may be NULL (performed_by: the current
- * user), started_at 0 (now).
+ * tm_apply_pending() or (revert) tm_revert() in an internal subtransaction,
+ * for calls whose transaction an error will abort: a failure is rolled
+ * back, written durably to the log (audit.c), and thrown again unchanged.
  */
-extern void tm_log_attempt(const char *schema, const char *version,
-						   const char *action, const char *status,
-						   const char *error, TimestampTz started_at,
-						   double duration_ms, const char *performed_by);
+extern List *tm_run_audited(const char *schema, Oid nspoid, bool shared,
+							bool revert, const char *target,
+							const TmKeepSet *keep);
 
 /*---- Durable failure rows (audit.c) ----*/
 
-/* Writes a 'failed' log row in a transaction of its own */
+/*
+ * Writes a 'failed' log row in a transaction of its own, waiting for a
+ * free worker slot if need be; performed_by: the role that made the call.
+ */
 extern void tm_audit_failure(const char *schema, const char *version,
 							 const char *action, const char *error,
-							 TimestampTz started_at, double duration_ms);
+							 TimestampTz started_at, double duration_ms,
+							 const char *performed_by);
 
 /* Version of the script running now ("" between scripts), for fleet logs */
 extern char tm_current_version[NAMEDATALEN];
@@ -244,6 +285,7 @@ typedef struct TmPending
 	char	   *up_sql;
 	char	   *down_sql;		/* may be NULL */
 	List	   *depends_on;
+	char	   *author;			/* registered_by: the role it runs as */
 	TmScript   *up;
 	TmScript   *down;			/* NULL if no down script */
 } TmPending;

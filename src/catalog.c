@@ -1,0 +1,168 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/catalog.c
+ *		The one door to the extension's own tables (tenant_registry,
+ *		tenant_migration_scripts, tenant_migrations, tenant_migration_log)
+ *		and to the system catalogs read with SQL.
+ *
+ * Security rule, checked here and only here
+ * -----------------------------------------
+ * Every internal query goes through tm_catalog_exec(), which runs it
+ *	- with search_path = pg_catalog, pg_temp, set at a new GUC nesting level
+ *	  and put back afterwards, so no operator, function, type or table that
+ *	  a user put in public or in any schema of the caller's search_path can
+ *	  be picked up by a query of ours (CVE-2018-1058); the query texts also
+ *	  qualify what they use;
+ *	- as the owner of the extension's tables, inside a security-restricted
+ *	  operation (as core runs index expressions and REFRESH MATERIALIZED
+ *	  VIEW): callers need EXECUTE on the extension's functions, never a
+ *	  write privilege on its tables, so the history, the recorded rollback
+ *	  SQL and the audit log can be changed only through those functions.
+ * Who did something (registered_by, applied_by, performed_by) is therefore
+ * never CURRENT_USER inside a query: it is read before the switch
+ * (tm_catalog_invoker) and passed as a parameter.
+ *
+ * Migration scripts themselves never run here: runner.c runs them as the
+ * role that registered them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "tenant_migrate.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+/* The path every internal query runs with: nothing a user can create in */
+#define TM_CATALOG_SEARCH_PATH	"pg_catalog, pg_temp"
+
+/*
+ * The role that owns the extension's tables: whoever created the
+ * extension (a superuser).  Looked up by the registry table, which only
+ * that role (or a superuser) can drop or replace.
+ */
+Oid
+tm_catalog_owner(void)
+{
+	Oid			relid = get_relname_relid("tenant_migration_scripts", PG_PUBLIC_NAMESPACE);
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"tenant_migrate\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION tenant_migrate as a superuser.")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* The role on whose behalf the extension acts now, by name */
+char *
+tm_catalog_invoker(void)
+{
+	return GetUserNameFromId(GetUserId(), false);
+}
+
+void
+tm_catalog_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				const char *nulls, int expect_rc)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;
+	int			rc;
+
+	/*
+	 * Results are read right after each query; freeing the previous one here
+	 * keeps a long non-atomic run (commits never call SPI_finish) flat.
+	 */
+	if (SPI_tuptable != NULL)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		SPI_tuptable = NULL;
+	}
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	nestlevel = NewGUCNestLevel();
+	SetUserIdAndSecContext(tm_catalog_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	(void) set_config_option("search_path", TM_CATALOG_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	PG_TRY();
+	{
+		rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+	}
+	PG_CATCH();
+	{
+		/* the (sub)transaction abort puts the settings back */
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(true, nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	/*
+	 * SPI returns in its procedure context; go back to the caller's, so that
+	 * what is read from the result lands where the caller means it to (a
+	 * per-tenant context that is reset, a cache that outlives a commit).
+	 */
+	MemoryContextSwitchTo(oldcxt);
+	if (rc != expect_rc)
+		elog(ERROR, "SPI_execute_with_args failed (%s) for query: %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+char *
+tm_spi_getstr(uint64 row, int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+/*---- The audit log: the one statement that writes it ----*/
+
+void
+tm_log_attempt(const char *schema, const char *version, const char *action,
+			   const char *status, const char *error, TimestampTz started_at,
+			   double duration_ms, const char *performed_by)
+{
+	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID, FLOAT8OID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = CStringGetTextDatum(schema);
+	values[1] = version ? CStringGetTextDatum(version) : (Datum) 0;
+	nulls[1] = version ? ' ' : 'n';
+	values[2] = CStringGetTextDatum(action);
+	values[3] = CStringGetTextDatum(status);
+	values[4] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	nulls[4] = error ? ' ' : 'n';
+	values[5] = TimestampTzGetDatum(started_at);
+	nulls[5] = started_at ? ' ' : 'n';
+	values[6] = Float8GetDatum(duration_ms);
+	values[7] = CStringGetTextDatum(performed_by ? performed_by : tm_catalog_invoker());
+	tm_catalog_exec("INSERT INTO public.tenant_migration_log"
+					" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by)"
+					" VALUES ($1::pg_catalog.name, $2, $3, $4, $5,"
+					"         COALESCE($6, pg_catalog.clock_timestamp()), $7, $8::pg_catalog.name)",
+					8, argtypes, values, nulls, SPI_OK_INSERT);
+}
