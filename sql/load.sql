@@ -136,3 +136,19 @@ SELECT count(*) AS roles_left FROM pg_roles WHERE rolname = 'regress_tm_load_use
 -- Nothing above changed the scripts registered from mixed/ (10, 001 changed
 -- by changed/) and no_version/ (1)
 SELECT count(*) AS scripts FROM tenant_migration_scripts;
+
+-- A version longer than 63 bytes is refused, and the error context names the
+-- file; nothing of the folder is registered
+DO $$
+DECLARE
+	msg text;
+	ctx text;
+BEGIN
+	PERFORM tenant_migrations_load(current_setting('tm_test.fixtures') || '/long_version');
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT;
+	RAISE NOTICE '%: %; context mentions the file: %', SQLSTATE, msg,
+		position('/long_version/' || repeat('1', 64) || '_too_long.sql"' IN ctx) > 0;
+END;
+$$;
+SELECT count(*) AS registered FROM tenant_migration_scripts WHERE version = '1100';
