@@ -245,6 +245,29 @@ DROP SCHEMA org_acme CASCADE;
 DELETE FROM tenant_registry;
 DELETE FROM tenant_migration_log;
 
+-- Installing takes a superuser (the control file says superuser = true: the
+-- install script creates C functions).  A role that owns the database and
+-- may create in public gets the standard 42501; a superuser succeeds.  In
+-- one transaction that is rolled back, so the extension installed by the
+-- setup stays as it was.
+SELECT current_database() AS dbname \gset
+BEGIN;
+CREATE ROLE regress_tm_app_owner;
+ALTER DATABASE :"dbname" OWNER TO regress_tm_app_owner;
+GRANT CREATE ON SCHEMA public TO regress_tm_app_owner;
+DROP EXTENSION tenant_migrate;
+SET ROLE regress_tm_app_owner;
+SELECT pg_temp.try('CREATE EXTENSION tenant_migrate');
+SELECT count(*) AS installed FROM pg_extension WHERE extname = 'tenant_migrate';
+RESET ROLE;
+CREATE EXTENSION tenant_migrate;
+SELECT e.extname, r.rolsuper AS owner_is_superuser
+  FROM pg_extension e JOIN pg_roles r ON r.oid = e.extowner
+ WHERE e.extname = 'tenant_migrate';
+ROLLBACK;
+SELECT count(*) AS roles_left FROM pg_roles WHERE rolname = 'regress_tm_app_owner';
+SELECT extname, extversion FROM pg_extension WHERE extname = 'tenant_migrate';
+
 -- A value a non-superuser set before the library was loaded (a placeholder
 -- then) is dropped with a warning when the library defines the setting.
 -- A new connection has not loaded it yet.
