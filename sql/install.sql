@@ -217,6 +217,25 @@ SELECT pg_temp.try($$SET tenant_migrate.progress_interval = '2d'$$);
 -- ... and the prefix is reserved: a misspelt setting is an error, not a placeholder
 SELECT pg_temp.try($$SET tenant_migrate.schema_prefx = 'x_'$$);
 
+-- shared_objects widens what every tenant script may change in public, so
+-- only a superuser sets it (42501 for anyone else, also through set_config()
+-- and ALTER ROLE ... SET); a superuser may set it for a role or a database
+CREATE ROLE regress_tm_guc_user;
+SET ROLE regress_tm_guc_user;
+SELECT pg_temp.try($$SET tenant_migrate.shared_objects = 'plans'$$);
+SELECT pg_temp.try($$SELECT set_config('tenant_migrate.shared_objects', 'plans', false)$$);
+SELECT pg_temp.try($$ALTER ROLE regress_tm_guc_user SET tenant_migrate.shared_objects = 'plans'$$);
+SHOW tenant_migrate.shared_objects;
+RESET ROLE;
+SET tenant_migrate.shared_objects = 'plans, public.feature_flags';
+SHOW tenant_migrate.shared_objects;
+RESET tenant_migrate.shared_objects;
+ALTER ROLE regress_tm_guc_user SET tenant_migrate.shared_objects = 'plans';
+SELECT unnest(setconfig) AS role_setting
+  FROM pg_db_role_setting
+ WHERE setrole = 'regress_tm_guc_user'::regrole;
+DROP ROLE regress_tm_guc_user;
+
 -- Upgrade path: 1.0 is the only version so far, nothing to update from
 SELECT version FROM pg_available_extension_versions
  WHERE name = 'tenant_migrate' ORDER BY version;
@@ -225,3 +244,40 @@ SELECT version FROM pg_available_extension_versions
 DROP SCHEMA org_acme CASCADE;
 DELETE FROM tenant_registry;
 DELETE FROM tenant_migration_log;
+
+-- Installing takes a superuser (the control file says superuser = true: the
+-- install script creates C functions).  A role that owns the database and
+-- may create in public gets the standard 42501; a superuser succeeds.  In
+-- one transaction that is rolled back, so the extension installed by the
+-- setup stays as it was.
+SELECT current_database() AS dbname \gset
+BEGIN;
+CREATE ROLE regress_tm_app_owner;
+ALTER DATABASE :"dbname" OWNER TO regress_tm_app_owner;
+GRANT CREATE ON SCHEMA public TO regress_tm_app_owner;
+DROP EXTENSION tenant_migrate;
+SET ROLE regress_tm_app_owner;
+SELECT pg_temp.try('CREATE EXTENSION tenant_migrate');
+SELECT count(*) AS installed FROM pg_extension WHERE extname = 'tenant_migrate';
+RESET ROLE;
+CREATE EXTENSION tenant_migrate;
+SELECT e.extname, r.rolsuper AS owner_is_superuser
+  FROM pg_extension e JOIN pg_roles r ON r.oid = e.extowner
+ WHERE e.extname = 'tenant_migrate';
+ROLLBACK;
+SELECT count(*) AS roles_left FROM pg_roles WHERE rolname = 'regress_tm_app_owner';
+SELECT extname, extversion FROM pg_extension WHERE extname = 'tenant_migrate';
+
+-- A value a non-superuser set before the library was loaded (a placeholder
+-- then) is dropped with a warning when the library defines the setting.
+-- A new connection has not loaded it yet.
+\c
+CREATE ROLE regress_tm_guc_user;
+GRANT EXECUTE ON FUNCTION tenant_migration_rewrite(text, text) TO regress_tm_guc_user;
+SET ROLE regress_tm_guc_user;
+SET tenant_migrate.shared_objects = 'plans';
+SELECT tenant_migration_rewrite('SELECT * FROM public.plans', 'tenant_x');
+SHOW tenant_migrate.shared_objects;
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION tenant_migration_rewrite(text, text) FROM regress_tm_guc_user;
+DROP ROLE regress_tm_guc_user;

@@ -100,6 +100,20 @@ EXCEPTION WHEN OTHERS THEN
 		position('/bad_encoding/0950_nul.sql"' IN ctx) > 0;
 END;
 $$;
+-- ... and the error says where the bad byte is, but never quotes the file
+-- (it could be anything, not a migration at all)
+DO $$
+DECLARE
+	msg text;
+	det text;
+BEGIN
+	PERFORM tenant_migrations_load(current_setting('tm_test.fixtures') || '/bad_utf8');
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+	RAISE NOTICE '%: % DETAIL: %', SQLSTATE,
+		replace(msg, current_setting('tm_test.fixtures'), '<fixtures>'), det;
+END;
+$$;
 
 -- A missing folder, an empty path
 SELECT pg_temp.try($$SELECT tenant_migrations_load('/nonexistent/tenant_migrate/migrations')$$);
@@ -135,4 +149,94 @@ SELECT count(*) AS roles_left FROM pg_roles WHERE rolname = 'regress_tm_load_use
 
 -- Nothing above changed the scripts registered from mixed/ (10, 001 changed
 -- by changed/) and no_version/ (1)
+SELECT count(*) AS scripts FROM tenant_migration_scripts;
+
+-- A version longer than 63 bytes is refused, and the error context names the
+-- file; nothing of the folder is registered
+DO $$
+DECLARE
+	msg text;
+	ctx text;
+BEGIN
+	PERFORM tenant_migrations_load(current_setting('tm_test.fixtures') || '/long_version');
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT;
+	RAISE NOTICE '%: %; context mentions the file: %', SQLSTATE, msg,
+		position('/long_version/' || repeat('1', 64) || '_too_long.sql"' IN ctx) > 0;
+END;
+$$;
+SELECT count(*) AS registered FROM tenant_migration_scripts WHERE version = '1100';
+
+-- Symbolic links.  A file or folder the loader reads must lie inside the
+-- folder given, after following links; a link out of it is refused (42501)
+-- and the error names the link, never what it leads to.  The links are made
+-- here, by the server, in a scratch folder of the build directory.
+\set links :abs_srcdir '/tmp_load_links'
+SELECT set_config('tm_test.links', :'links', false) IS NOT NULL AS ok;
+CREATE FUNCTION pg_temp.sh(cmd text) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+	EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', cmd);
+END
+$f$;
+-- pg_temp.try() on loading a folder of the scratch folder, its path shortened
+CREATE FUNCTION pg_temp.try_load(folder text) RETURNS text LANGUAGE sql AS $f$
+	SELECT replace(pg_temp.try(format('SELECT tenant_migrations_load(%L)',
+									  current_setting('tm_test.links') || '/' || folder)),
+				   current_setting('tm_test.links'), '<links>')
+$f$;
+SELECT pg_temp.sh(format($sh$
+set -e
+rm -rf '%1$s'
+mkdir '%1$s'
+cd '%1$s'
+mkdir file_out
+ln -s /etc/passwd file_out/7001_passwd.sql
+mkdir down_out
+echo 'SELECT 1;' > down_out/7001_x.up.sql
+ln -s /etc/passwd down_out/7001_x.down.sql
+mkdir -p prisma_out/7001_x
+ln -s /etc/passwd prisma_out/7001_x/migration.sql
+mkdir -p prisma_down_out/7001_x
+echo 'SELECT 1;' > prisma_down_out/7001_x/migration.sql
+ln -s /etc/passwd prisma_down_out/7001_x/down.sql
+mkdir dir_out
+ln -s '%2$s/mixed/20240101_120000_add_orders' dir_out/7002_orders
+mkdir shared_out
+ln -s '%2$s/mixed/shared' shared_out/shared
+mkdir shared_loop
+ln -s . shared_loop/shared
+mkdir -p inside/docs inside/shared_scripts
+echo 'CREATE TABLE public.linked (id int);' > inside/docs/create_linked.txt
+ln -s docs/create_linked.txt inside/1001_linked.sql
+echo 'SELECT 1;' > inside/shared_scripts/1002_shared_linked.sql
+ln -s shared_scripts inside/shared
+ln -s /etc/passwd inside/README.md
+ln -s inside root_link
+$sh$, :'links', :'fixtures'));
+
+-- A script file linked to a server file: up, down, dbmate, Prisma
+SELECT pg_temp.try_load('file_out');
+SELECT pg_temp.try_load('down_out');
+SELECT pg_temp.try_load('prisma_out');
+SELECT pg_temp.try_load('prisma_down_out');
+-- ... a Prisma folder or shared/ linked to a folder outside (here: another
+-- fixture, whose scripts would otherwise load without a word)
+SELECT pg_temp.try_load('dir_out');
+SELECT pg_temp.try_load('shared_out');
+-- ... shared/ linked to the folder itself is outside it too
+SELECT pg_temp.try_load('shared_loop');
+SELECT count(*) AS registered FROM tenant_migration_scripts
+ WHERE version LIKE '7%' OR up_sql LIKE '%root:%' OR down_sql LIKE '%root:%';
+
+-- Links that stay inside the folder work (a script file, shared/); a link
+-- the loader never reads (README.md) is ignored like any README.md; and the
+-- folder given may itself be a link
+SELECT pg_temp.try_load('inside');
+SELECT version, scope, up_sql FROM tenant_migration_scripts
+ WHERE version IN ('1001', '1002') ORDER BY version;
+SELECT pg_temp.try_load('root_link');
+SELECT tenant_migrations_load(:'links' || '/root_link') AS changed;
+
+SELECT pg_temp.sh(format('rm -rf %L', :'links'));
+DELETE FROM tenant_migration_scripts WHERE version IN ('1001', '1002');
 SELECT count(*) AS scripts FROM tenant_migration_scripts;

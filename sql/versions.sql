@@ -48,6 +48,22 @@ SELECT version, name, scope FROM tenant_migration_scripts
  ORDER BY tenant_version_key(version);
 DELETE FROM tenant_migration_scripts;
 
+-- Length: at most 63 bytes, like a name (fleet runs hand the target version
+-- to their workers as one).  63 bytes are registered, 64 are refused (22023)
+-- without echoing the version
+SELECT tenant_migration_add(repeat('1', 63), 'longest', 'SELECT 1') IS NOT NULL AS ok;
+SELECT tenant_migration_add('2.' || repeat('0', 60) || '1', 'longest dotted', 'SELECT 1') IS NOT NULL AS ok;
+\set VERBOSITY default
+SELECT tenant_migration_add(repeat('1', 64), 'too long', 'SELECT 1');
+\set VERBOSITY terse
+SELECT pg_temp.try(format('SELECT tenant_migration_add(%L, %L, %L)', '3.' || repeat('0', 61) || '1', 'too long', 'SELECT 1'));
+SELECT pg_temp.try(format('SELECT tenant_migration_add(%L, %L, %L)', repeat('9', 100000), 'huge', 'SELECT 1'));
+-- ... a dependency too
+SELECT pg_temp.try(format('SELECT tenant_migration_add(%L, %L, %L, depends_on => %L)',
+                          '5', 'dep', 'SELECT 1', ARRAY[repeat('1', 64)]));
+SELECT length(version) AS length, name FROM tenant_migration_scripts ORDER BY 1, 2;
+DELETE FROM tenant_migration_scripts;
+
 -- Ordering.  A tenant that exists before the scripts are registered
 SELECT create_tenant_schema('order_a');
 
@@ -88,6 +104,11 @@ SELECT pg_temp.try($$SELECT * FROM tenant_migration_plan('tenant_order_a', '1.x'
 -- ... and the plan, showing what tenant_migrate would do, refuses the same
 -- unregistered target instead of listing scripts that would never run
 SELECT pg_temp.try($$SELECT * FROM tenant_migration_plan('tenant_order_a', '3')$$);
+-- ... and at most 63 bytes long, also where 0 (everything) is allowed
+SELECT pg_temp.try(format('SELECT * FROM tenant_migrate(%L, %L)', 'tenant_order_a', repeat('0', 70) || '2'));
+SELECT pg_temp.try(format('SELECT * FROM tenant_migration_plan(%L, %L)', 'tenant_order_a', repeat('0', 70) || '2'));
+SELECT pg_temp.try(format('SELECT * FROM tenant_rollback(%L, %L)', 'tenant_order_a', repeat('0', 70) || '2'));
+SELECT pg_temp.try(format('SELECT * FROM tenant_migrate_shared(%L)', repeat('0', 70) || '2'));
 
 -- ... a shared script's version is no target for a tenant, nor the reverse
 SELECT tenant_migration_add('1.99', 'shared one', 'SELECT 1', scope => 'shared') IS NOT NULL AS ok;
@@ -121,6 +142,22 @@ SELECT n, version FROM tenant_order_b.applied WHERE n > 8 ORDER BY n;
 -- The runner and the SQL key agree on every tenant's history
 SELECT tenant_schema, string_agg(version, ' ' ORDER BY tenant_version_key(version)) AS versions
   FROM tenant_migrations GROUP BY tenant_schema ORDER BY 1;
+
+-- A fleet target longer than 63 bytes is refused before any tenant is
+-- touched.  (Workers used to get it cut to 63 bytes, so 000...0002 became
+-- 000...0: every tenant rolled back to nothing.)  Every script gets a down
+-- script first, so that a rollback could really happen.
+SELECT count(tenant_migration_add(version, name, up_sql, 'SELECT 1', scope)) AS with_down
+  FROM tenant_migration_scripts;
+\set VERBOSITY default
+CALL tenant_rollback_all(repeat('0', 70) || '2');
+\set VERBOSITY terse
+CALL tenant_rollback_all(repeat('0', 70) || '2', '{tenant_order_a}');
+CALL tenant_migrate_all(repeat('9', 64));
+-- ... nothing was rolled back or attempted
+SELECT tenant_schema, string_agg(version, ' ' ORDER BY tenant_version_key(version)) AS versions
+  FROM tenant_migrations GROUP BY tenant_schema ORDER BY 1;
+SELECT count(*) AS down_attempts FROM tenant_migration_log WHERE action = 'down';
 
 -- Clean up
 DROP SCHEMA tenant_order_a CASCADE;

@@ -20,6 +20,14 @@
  * a time in a memory context reset after each script, so a large folder
  * never needs all its scripts in memory at once.
  *
+ * Symbolic links are followed only while they stay inside the folder: a
+ * script file or a folder that is read (shared/, a Prisma folder) must
+ * resolve, with realpath(), to a path under the folder's own real path.
+ * Otherwise anyone who can write to the migration folder could have a
+ * server file (one the caller may not even mean to read) registered as a
+ * script, or quoted in an error.  For the same reason errors about a file
+ * name the file and a position, never its contents.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -71,6 +79,7 @@ typedef struct LoadScript
 typedef struct LoadState
 {
 	const char *root;			/* the folder, as given but canonicalized */
+	char	   *root_real;		/* its realpath() with a trailing '/' */
 	LoadScript *scripts;
 	int			nscripts;
 	int			maxscripts;
@@ -94,6 +103,8 @@ typedef enum DbmateMarker
 
 static void load_check_privileges(void);
 static void load_check_folder(const char *root);
+static char *load_root_realpath(const char *root);
+static void load_check_inside(LoadState *state, const char *path);
 static int	load_folder_hint(const char *root, int save_errno);
 static char *load_path_join(const char *dir, const char *name);
 static bool load_has_suffix(const char *name, const char *suffix);
@@ -108,7 +119,7 @@ static LoadScript *load_add_script(LoadState *state, const char *stem,
 								   const char *file);
 static int	load_script_cmp(const void *a, const void *b);
 static void load_check_duplicates(LoadState *state);
-static char *load_read_file(const char *path);
+static char *load_read_file(LoadState *state, const char *path);
 static DbmateMarker load_dbmate_marker(const char *line, const char *end);
 static void load_split_dbmate(const char *text, const char *rel,
 							  char **up_sql, char **down_sql);
@@ -150,6 +161,7 @@ tenant_migrations_load(PG_FUNCTION_ARGS)
 
 	memset(&state, 0, sizeof(state));
 	state.root = root;
+	state.root_real = load_root_realpath(root);
 	load_scan_folder(&state, "", TM_SCOPE_TENANT, true);
 
 	if (state.nscripts > 1)
@@ -188,7 +200,7 @@ tenant_migrations_load(PG_FUNCTION_ARGS)
 
 		up_path = load_path_join(root, script->file);
 		errctx.path = up_path;
-		text = load_read_file(up_path);
+		text = load_read_file(&state, up_path);
 		if (script->layout == LOAD_DBMATE)
 			load_split_dbmate(text, script->file, &up_sql, &down_sql);
 		else
@@ -197,7 +209,7 @@ tenant_migrations_load(PG_FUNCTION_ARGS)
 		if (script->down_file != NULL)
 		{
 			errctx.path = load_path_join(root, script->down_file);
-			down_sql = load_read_file(errctx.path);
+			down_sql = load_read_file(&state, errctx.path);
 			errctx.path = up_path;
 		}
 
@@ -288,6 +300,57 @@ load_check_folder(const char *root)
 				 load_folder_hint(root, save_errno)));
 	}
 	FreeDir(dir);
+}
+
+/*
+ * The real path of the folder (symbolic links resolved), with one trailing
+ * '/', so that a prefix match means "inside it": /srv/m/ is no prefix of
+ * /srv/m2/x.
+ */
+static char *
+load_root_realpath(const char *root)
+{
+	char	   *real;
+	char	   *result;
+
+	real = realpath(root, NULL);
+	if (real == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not resolve migration folder \"%s\": %m", root)));
+	if (real[strlen(real) - 1] == '/')
+		result = pstrdup(real);		/* the root directory */
+	else
+		result = psprintf("%s/", real);
+	free(real);
+	return result;
+}
+
+/*
+ * ERROR unless path, a file or folder the loader is about to read, resolves
+ * to something inside the folder being loaded.  The error names the path
+ * as found in the folder, not where it leads, and nothing of what is there.
+ */
+static void
+load_check_inside(LoadState *state, const char *path)
+{
+	char	   *real;
+	bool		inside;
+
+	real = realpath(path, NULL);
+	if (real == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not resolve migration file \"%s\": %m", path)));
+	inside = strncmp(real, state->root_real, strlen(state->root_real)) == 0;
+	free(real);
+
+	if (!inside)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("symbolic link \"%s\" leads outside the migration folder", path),
+				 errdetail("Files and folders reached through a symbolic link must lie inside the folder being loaded."),
+				 errhint("Copy the file or folder into the migration folder instead of linking to it.")));
 }
 
 /* The hint for a folder that cannot be opened, by cause */
@@ -425,6 +488,7 @@ load_scan_folder(LoadState *state, const char *rel, const char *scope,
 
 			if (top && strcmp(fname, LOAD_SHARED_FOLDER) == 0)
 			{
+				load_check_inside(state, full);
 				load_scan_folder(state, frel, TM_SCOPE_SHARED, false);
 				continue;
 			}
@@ -438,6 +502,7 @@ load_scan_folder(LoadState *state, const char *rel, const char *scope,
 				continue;
 			}
 
+			load_check_inside(state, full);
 			if (!load_is_regular_file(up_full))
 			{
 				ereport(DEBUG1,
@@ -446,10 +511,14 @@ load_scan_folder(LoadState *state, const char *rel, const char *scope,
 				continue;
 			}
 
+			load_check_inside(state, up_full);
 			script = load_add_script(state, fname, scope, LOAD_PRISMA, up_rel);
 			down_full = load_path_join(full, LOAD_PRISMA_DOWN);
 			if (load_is_regular_file(down_full))
+			{
+				load_check_inside(state, down_full);
 				script->down_file = load_path_join(frel, LOAD_PRISMA_DOWN);
+			}
 			continue;
 		}
 
@@ -466,6 +535,9 @@ load_scan_folder(LoadState *state, const char *rel, const char *scope,
 			load_warn_no_version(frel);
 			continue;
 		}
+
+		/* Checked now so that nothing is registered from such a folder */
+		load_check_inside(state, full);
 
 		if (load_has_suffix(fname, ".down.sql"))
 		{
@@ -645,11 +717,16 @@ load_check_duplicates(LoadState *state)
  * anything here throws.
  */
 static char *
-load_read_file(const char *path)
+load_read_file(LoadState *state, const char *path)
 {
 	FILE	   *file;
 	struct stat st;
 	StringInfoData buf;
+	int			bom = 0;
+	int			valid;
+
+	/* Again, right before reading: the folder may have changed since */
+	load_check_inside(state, path);
 
 	file = AllocateFile(path, PG_BINARY_R);
 	if (file == NULL)
@@ -718,10 +795,30 @@ load_read_file(const char *path)
 	{
 		memmove(buf.data, buf.data + 3, buf.len - 3 + 1);
 		buf.len -= 3;
+		bom = 3;
 	}
 
-	/* Also refuses NUL bytes; the error context names the file */
-	pg_verifymbstr(buf.data, buf.len, false);
+	/*
+	 * Also refuses NUL bytes.  pg_verifymbstr() would quote the bad bytes;
+	 * only where they are is reported.
+	 */
+	valid = pg_encoding_verifymbstr(GetDatabaseEncoding(), buf.data, buf.len);
+	if (valid < buf.len)
+	{
+		int			line = 1;
+		int			i;
+
+		for (i = 0; i < valid; i++)
+			if (buf.data[i] == '\n')
+				line++;
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("invalid byte sequence for encoding \"%s\" in migration file \"%s\"",
+						GetDatabaseEncodingName(), path),
+				 errdetail("The first invalid byte is byte %d of the file, on line %d.",
+						   bom + valid + 1, line),
+				 errhint("Save the file in the database's encoding, without NUL bytes.")));
+	}
 
 	return buf.data;
 }

@@ -6,7 +6,8 @@
  *
  * A version is digits with optional single "." or "_" separators; versions
  * are ordered part by part numerically, so 1.9 < 1.10 and 001 equals 1 in
- * order (which is why two such spellings may not both be registered).
+ * order (which is why two such spellings may not both be registered).  A
+ * version has at most TM_VERSION_MAXLEN (63) bytes, like a name.
  * tenant_version_key() in the install script orders them the same way in
  * SQL.
  *
@@ -34,7 +35,7 @@ tm_version_is_valid(const char *v)
 {
 	const char *p = v;
 
-	if (v == NULL || *v == '\0')
+	if (v == NULL || *v == '\0' || strlen(v) > TM_VERSION_MAXLEN)
 		return false;
 	for (;;)
 	{
@@ -53,6 +54,16 @@ tm_version_is_valid(const char *v)
 void
 tm_version_check(const char *v, const char *what)
 {
+	size_t		len = strlen(v);
+
+	/* Checked first, so an absurdly long argument is not echoed back */
+	if (len > TM_VERSION_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is too long", what),
+				 errdetail("A version is at most %d bytes; this one has %zu.",
+						   TM_VERSION_MAXLEN, len),
+				 errhint("Use a shorter version, such as a sequence number or a timestamp like 20231201120000.")));
 	if (!tm_version_is_valid(v))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

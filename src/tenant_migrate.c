@@ -64,12 +64,17 @@ _PG_init(void)
 							   NULL,
 							   NULL);
 
+	/*
+	 * Superuser only: every name listed here is one more object in public
+	 * that any tenant script may change, so it is not for each session (or
+	 * ALTER ROLE ... SET of an ordinary role) to widen.
+	 */
 	DefineCustomStringVariable("tenant_migrate.shared_objects",
 							   gettext_noop("Comma-separated names of objects in public that tenant migrations keep referring to as public."),
 							   gettext_noop("public.name qualifiers for these names are not rewritten to the tenant schema."),
 							   &tm_shared_objects,
 							   "",
-							   PGC_USERSET,
+							   PGC_SUSET,
 							   GUC_LIST_INPUT,
 							   check_shared_objects,
 							   NULL,

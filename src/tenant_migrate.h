@@ -102,7 +102,17 @@ extern List *tm_text_array_to_list(ArrayType *arr, const char *what);
 
 /*---- Versions and checksums (scripts.c) ----*/
 
-/* true if v is digits with optional single '.' or '_' separators */
+/*
+ * Longest version, in bytes.  Fleet runs hand the target version to their
+ * background workers in a NameData, so a longer one would be truncated
+ * there (and 00...02 cut to 00...0 means "roll everything back").
+ */
+#define TM_VERSION_MAXLEN	(NAMEDATALEN - 1)
+
+/*
+ * true if v is digits with optional single '.' or '_' separators, and at
+ * most TM_VERSION_MAXLEN bytes
+ */
 extern bool tm_version_is_valid(const char *v);
 
 /* ereport(ERROR) unless v is a valid version; what names the argument */
