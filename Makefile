@@ -11,7 +11,8 @@ OBJS = \
 	src/runner.o \
 	src/fleet.o \
 	src/audit.o \
-	src/status.o
+	src/status.o \
+	src/guard.o
 DATA = tenant_migrate--1.0.sql
 PGFILEDESC = "tenant_migrate - schema-per-tenant migrations inside PostgreSQL"
 
@@ -20,7 +21,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 SHLIB_LINK += -lcrypto
 
 # Every test suite starts its own throwaway server (run as a non-root user).
-REGRESS = install versions scripts rewrite rewrite_apply lifecycle rollback status errors privileges load
+REGRESS = install versions scripts rewrite rewrite_apply lifecycle rollback status errors privileges load containment
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
 ISOLATION = concurrent_migrate concurrent_all migrate_vs_rollback
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/regress.conf

@@ -113,6 +113,8 @@ _PG_init(void)
 							NULL);
 
 	MarkGUCPrefixReserved("tenant_migrate");
+
+	tm_guard_init();
 }
 
 /*
