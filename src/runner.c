@@ -345,6 +345,10 @@ run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 								 GUC_ACTION_SAVE, true, 0, false);
 	}
 
+	/* A tenant script changes only its own schema (guard.c) */
+	if (!shared)
+		tm_guard_begin(get_namespace_oid(schema, false), schema);
+
 	for (i = 0; i < script->nstmts; i++)
 	{
 		char	   *sql = tm_script_render(script, i, rewrite ? schema : NULL);
@@ -365,6 +369,8 @@ run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 			ErrorData  *edata;
 			char	   *stmt = tm_statement_snippet(sql, 0, strlen(sql));
 
+			if (!shared)
+				tm_guard_end();
 			MemoryContextSwitchTo(oldcxt);
 			edata = CopyErrorData();
 			FlushErrorState();
@@ -396,6 +402,9 @@ run_script(const TmScript *orig_script, const char *schema, bool rewrite,
 		if (new_extension && rewrite && i + 1 < script->nstmts)
 			script = tm_script_compile(script->sql, tm_keepset_build(), script->what);
 	}
+
+	if (!shared)
+		tm_guard_end();
 
 	/* No setting the script changed outlives it */
 	AtEOXact_GUC(false, nestlevel);
