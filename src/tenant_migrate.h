@@ -260,7 +260,7 @@ extern char *tm_search_path_for(const char *schema, bool shared);
 
 /*---- Containment of tenant scripts (guard.c) ----*/
 
-/* Installs the object access hook and the abort callbacks (_PG_init) */
+/* Installs the object access and utility hooks and the abort callbacks (_PG_init) */
 extern void tm_guard_init(void);
 
 /*
