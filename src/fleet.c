@@ -814,10 +814,10 @@ fleet_tenants(FleetRun *run, ArrayType *tenants, int *ntenants)
 	if (tenants != NULL)
 	{
 		(void) tm_text_array_to_list(tenants, "tenants");	/* no NULLs */
-		tm_catalog_exec("SELECT w.n FROM pg_catalog.unnest($1::pg_catalog.text[]) AS w(n)"
+		tm_catalog_exec("SELECT w.n FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS w(n, i)"
 						" WHERE NOT EXISTS (SELECT 1 FROM public.tenant_registry r"
 						"                    WHERE r.schema_name OPERATOR(pg_catalog.=) w.n::pg_catalog.name)"
-						" LIMIT 1",
+						" ORDER BY w.i LIMIT 1",
 						1, argtypes, values, nulls, SPI_OK_SELECT);
 		if (SPI_processed > 0)
 			ereport(ERROR,

@@ -287,8 +287,11 @@ check_schema_trust(Oid nspoid, const char *schema, Oid author,
 						version, schema, GetUserNameFromId(author, false)),
 				 errdetail("Role \"%s\" can create objects in schema \"%s\" but lacks the privileges of role \"%s\", which the script runs as; an object it planted there would run with those privileges.",
 						   GetUserNameFromId(untrusted, false), schema, GetUserNameFromId(author, false)),
-				 errhint("Register the migrations as role \"%s\" (or a role it is a member of), or give the schema to the role that registers them.",
-						 GetUserNameFromId(untrusted, false))));
+				 untrusted == owner ?
+				 errhint("Register the migrations as role \"%s\", which owns the schema, or give the schema to the role that registers them (ALTER SCHEMA ... OWNER TO).",
+						 GetUserNameFromId(untrusted, false)) :
+				 errhint("Revoke CREATE on schema \"%s\" from role \"%s\".",
+						 schema, GetUserNameFromId(untrusted, false))));
 }
 
 char *
@@ -566,6 +569,10 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 								 GUC_ACTION_SAVE, true, 0, false);
 	}
 
+	/* A tenant script changes only its own schema (guard.c) */
+	if (!shared)
+		tm_guard_begin(nspoid, schema);
+
 	for (i = 0; i < script->nstmts; i++)
 	{
 		char	   *sql = tm_script_render(script, i, rewrite ? schema : NULL);
@@ -586,6 +593,8 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 			ErrorData  *edata;
 			char	   *stmt = tm_statement_snippet(sql, 0, strlen(sql));
 
+			if (!shared)
+				tm_guard_end();
 			MemoryContextSwitchTo(oldcxt);
 			SetUserIdAndSecContext(save_userid, save_sec_context);
 			edata = CopyErrorData();
@@ -610,6 +619,9 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 		if (new_extension && rewrite && i + 1 < script->nstmts)
 			script = tm_script_compile(script->sql, tm_keepset_build(), script->what);
 	}
+
+	if (!shared)
+		tm_guard_end();
 
 	/* No setting the script changed outlives it */
 	AtEOXact_GUC(false, nestlevel);

@@ -133,6 +133,8 @@ _PG_init(void)
 							NULL);
 
 	MarkGUCPrefixReserved("tenant_migrate");
+
+	tm_guard_init();
 }
 
 /*

@@ -310,4 +310,19 @@ extern Oid	tm_public_namespace(void);
 /* search_path for running a migration in schema: tenant, then public */
 extern char *tm_search_path_for(const char *schema, bool shared);
 
+/*---- Containment of tenant scripts (guard.c) ----*/
+
+/* Installs the object access and utility hooks and the abort callbacks (_PG_init) */
+extern void tm_guard_init(void);
+
+/*
+ * While a guard is active, creating, altering or dropping anything in
+ * public or in another registered tenant's schema fails (see guard.c for
+ * the exceptions).  Guards nest; tm_guard_end() ends the innermost one and
+ * does nothing if none is active.  An abort ends the guards begun in the
+ * aborted (sub)transaction.
+ */
+extern void tm_guard_begin(Oid tenant_nspoid, const char *tenant_schema);
+extern void tm_guard_end(void);
+
 #endif							/* TENANT_MIGRATE_H */
