@@ -136,6 +136,7 @@ typedef struct TmScript
 	int			nspans;
 	int		   *span_start;		/* sorted, non-overlapping */
 	int		   *span_end;
+	uint32	   *span_flags;		/* per span: how to splice it (rewrite.c) */
 } TmScript;
 
 /*
