@@ -154,6 +154,77 @@ SELECT tenant_migration_rewrite($q$CREATE EXTENSION IF NOT EXISTS "uuid-ossp" WI
 SELECT tenant_migration_rewrite($q$DO $$ BEGIN CREATE EXTENSION IF NOT EXISTS citext WITH SCHEMA public; END $$$q$, 'tenant_x');
 
 --
+-- The tenant name stays a token of its own: a blank goes in where the
+-- byte next to the span would join it to a neighbour
+--
+-- a keyword right before a quoted "public"
+SELECT tenant_migration_rewrite($q$SELECT v FROM"public".t$q$, 'tenant_acme');
+-- a keyword right after it
+SELECT tenant_migration_rewrite($q$DROP SCHEMA IF EXISTS "public"CASCADE$q$, 'tenant_a');
+-- nothing to separate: no blank
+SELECT tenant_migration_rewrite($q$SELECT v FROM x,"public".t$q$, 'tenant_acme');
+-- inside a function body, by the same rule
+SELECT tenant_migration_rewrite($q$CREATE FUNCTION f() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM"public".t'$q$, 'tenant_acme');
+-- the results parse and name the tenant's objects: the SELECT reads
+-- tenant_acme.t, the DROP drops tenant_a with what is in it
+SET client_min_messages = warning;
+CREATE SCHEMA tenant_acme;
+CREATE TABLE tenant_acme.t (v text);
+INSERT INTO tenant_acme.t VALUES ('row of tenant_acme');
+CREATE SCHEMA tenant_a;
+CREATE TABLE tenant_a.t (v text);
+RESET client_min_messages;
+SELECT tenant_migration_rewrite($q$SELECT v FROM"public".t$q$, 'tenant_acme') \gexec
+SELECT tenant_migration_rewrite($q$DROP SCHEMA IF EXISTS "public"CASCADE$q$, 'tenant_a') \gexec
+SELECT count(*) AS tenant_a_left FROM pg_namespace WHERE nspname = 'tenant_a';
+DROP SCHEMA tenant_acme CASCADE;
+
+--
+-- A name spliced into a string literal is escaped as a literal.  Tenant
+-- names are letters, digits and underscores, but tenant_migration_rewrite()
+-- takes any schema name, so these use names with ' and \
+--
+-- regclass literal: ' doubled
+SELECT tenant_migration_rewrite($q$SELECT nextval('public.t_id_seq'::regclass)$q$, 'o''brien');
+-- escape string literal: ' and \ doubled
+SELECT tenant_migration_rewrite($q$SELECT E'public.t'::regclass$q$, 'a\b''c');
+-- a plain literal without standard_conforming_strings is an escape string too
+SET standard_conforming_strings = off;
+SELECT tenant_migration_rewrite($q$SELECT 'public.t'::regclass$q$, E'a\\b''c');
+RESET standard_conforming_strings;
+-- a regclass literal inside a '...' function body: escaped for both literals;
+-- a qualifier in the body: escaped for the body
+SELECT tenant_migration_rewrite($q$CREATE FUNCTION f() RETURNS regclass LANGUAGE sql AS 'SELECT ''public.t''::regclass FROM public.t'$q$, 'a\b''c');
+-- a dollar quote cannot escape anything: a name with $ is refused there
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('DO $$ BEGIN DELETE FROM public.t; END $$', 'a$b')$q$);
+-- the results parse and mean that schema
+SET client_min_messages = warning;
+CREATE SCHEMA "a\b'c";
+CREATE TABLE "a\b'c".t (id int);
+RESET client_min_messages;
+SELECT tenant_migration_rewrite($q$SELECT E'public.t'::regclass$q$, 'a\b''c') \gexec
+SELECT tenant_migration_rewrite($q$CREATE FUNCTION pg_temp.f() RETURNS regclass LANGUAGE sql AS 'SELECT ''public.t''::regclass FROM public.t UNION ALL SELECT ''public.t''::regclass'$q$, 'a\b''c') \gexec
+SELECT pg_temp.f();
+DROP SCHEMA "a\b'c" CASCADE;
+
+--
+-- Large inputs: every scan is linear (300,000 names in one GRANT took
+-- minutes when each name walked back over the list) and can be cancelled
+--
+SET statement_timeout = '20s';
+SELECT tenant_migration_rewrite('GRANT USAGE ON SCHEMA public' || repeat(', public', 299999) || ' TO regress_rw_reader', 'tenant_x')
+       = 'GRANT USAGE ON SCHEMA tenant_x' || repeat(', tenant_x', 299999) || ' TO regress_rw_reader' AS rewritten;
+RESET statement_timeout;
+CREATE TEMP TABLE big_script AS
+  SELECT 'GRANT USAGE ON SCHEMA public' || repeat(', public', 499999) || ' TO regress_rw_reader' AS sql;
+\set VERBOSITY terse
+SET statement_timeout = '10ms';
+SELECT length(tenant_migration_rewrite(sql, 'tenant_x')) FROM big_script;
+RESET statement_timeout;
+\set VERBOSITY default
+DROP TABLE big_script;
+
+--
 -- Refused before anything runs (same compile as registration)
 --
 -- transaction control
@@ -164,6 +235,34 @@ SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SET search_path = public'
 SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SELECT pg_catalog.set_config(''search_path'', '''', false)', 'tenant_x')$q$);
 -- transaction control inside a DO block, which runs during the migration
 SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('DO $$ BEGIN DELETE FROM public.t; COMMIT; END $$', 'tenant_x')$q$);
+-- setting names are case-insensitive, quoted or not
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SET "Search_Path" = public', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SET LOCAL "search_path" TO other', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('RESET "Search_Path"', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SET "Role" TO regress_rw_reader', 'tenant_x')$q$);
+-- the role in any spelling
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('set local role regress_rw_reader', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SET SESSION AUTHORIZATION regress_rw_reader', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SET "SESSION_AUTHORIZATION" = regress_rw_reader', 'tenant_x')$q$);
+-- set_config(): the decoded name, in any case, also passed by name
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SELECT set_config(''Search_Path'', ''other'', false)', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SELECT set_config(U&''search\005fpath'', ''other'', false)', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SELECT set_config(U&''!0052ole'' UESCAPE ''!'', ''x'', true)', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SELECT set_config(setting_name => ''ROLE'', new_value => ''x'', is_local => true)', 'tenant_x')$q$);
+-- settings stored for a role or a database outlive the migration
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('ALTER ROLE CURRENT_USER SET search_path = public', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('ALTER ROLE regress_rw_reader IN DATABASE regression SET role = postgres', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('ALTER USER regress_rw_reader RESET ALL', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('ALTER DATABASE regression SET search_path = public', 'tenant_x')$q$);
+-- the same inside a DO block
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('DO $$ BEGIN SET "Search_Path" = public; END $$', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('DO $$ BEGIN SET U&"rol\0065" TO postgres; END $$', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('DO $$ BEGIN SET SCHEMA ''other''; END $$', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('DO $$ BEGIN PERFORM set_config(U&''Search\005FPath'', ''other'', true); END $$', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('DO $$ BEGIN ALTER ROLE CURRENT_USER IN DATABASE regression SET search_path = public; END $$', 'tenant_x')$q$);
+-- still allowed: other settings, the value 'role', user mappings
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('SET LOCAL statement_timeout = ''5s''; SELECT set_config(''app.kind'', ''role'', true)', 'tenant_x')$q$);
+SELECT pg_temp.try($q$SELECT tenant_migration_rewrite('DO $$ BEGIN ALTER USER MAPPING FOR CURRENT_USER SERVER s OPTIONS (SET host ''h''); END $$', 'tenant_x')$q$);
 
 -- Clean up
 \pset tuples_only off

@@ -31,7 +31,7 @@ static void check_tenant_key(const char *key);
 /*---- Names ----*/
 
 void
-tm_check_schema_name(const char *schema)
+tm_check_schema_name(const char *schema, bool strict)
 {
 	if (schema[0] == '\0')
 		ereport(ERROR,
@@ -50,7 +50,7 @@ tm_check_schema_name(const char *schema)
 	 * not come from create_tenant_schema(), and would need escaping where
 	 * the name is spliced into a script.
 	 */
-	if (!tm_schema_name_is_valid(schema))
+	if (strict && !tm_schema_name_is_valid(schema))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_SCHEMA_NAME),
 				 errmsg("invalid tenant schema name \"%s\"", schema),
@@ -110,7 +110,7 @@ tm_tenant_lookup(const char *schema, TmTenant *tenant)
 	Oid			argtype = TEXTOID;
 	Datum		arg;
 
-	tm_check_schema_name(schema);
+	tm_check_schema_name(schema, true);
 	if (strcmp(schema, TM_SHARED_SCHEMA) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -34,6 +34,7 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "mb/pg_wchar.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
@@ -52,6 +53,25 @@ PG_FUNCTION_INFO_V1(tenant_migration_rewrite);
 
 /* Longest statement excerpt shown in an error */
 #define SNIPPET_LEN		200
+
+/*
+ * How a span is spliced (TmScript.span_flags).  The low bits say that the
+ * byte before or after the span would join the tenant schema name into one
+ * token (FROM"public".t -> FROM tenant_x.t), so a blank goes in between.
+ * Above SPAN_QUOTE_SHIFT, two bits per string literal the span lies in,
+ * innermost first, say how the name is escaped for that literal: a body
+ * in '...' inside a DO block in $$...$$ is QUOTE_STANDARD, QUOTE_DOLLAR.
+ */
+#define SPAN_SPACE_BEFORE	0x1
+#define SPAN_SPACE_AFTER	0x2
+#define SPAN_QUOTE_SHIFT	2
+#define QUOTE_NONE			0	/* no (further) literal */
+#define QUOTE_STANDARD		1	/* '...' under standard_conforming_strings */
+#define QUOTE_ESCAPE		2	/* E'...', or '...' without them */
+#define QUOTE_DOLLAR		3	/* $tag$...$tag$: holds text verbatim */
+
+StaticAssertDecl(SPAN_QUOTE_SHIFT + 2 * (MAX_BODY_DEPTH + 1) <= 32,
+				 "span flags hold a literal kind per nesting level");
 
 /* One token of the text being scanned */
 typedef struct LexToken
@@ -82,14 +102,23 @@ typedef enum StmtKind
 	STMT_IMPORT					/* IMPORT FOREIGN SCHEMA remote ... INTO local */
 } StmtKind;
 
-/* Growing list of [start, end) pairs */
+/* Growing list of [start, end) pairs and how to splice each */
 typedef struct SpanList
 {
 	int			n;
 	int			cap;
 	int		   *start;
 	int		   *end;
+	uint32	   *flags;
 } SpanList;
+
+/* One span while sorting them */
+typedef struct SpanSort
+{
+	int			start;
+	int			end;
+	uint32		flags;
+} SpanSort;
 
 /* State passed down while scanning a text and the bodies inside it */
 typedef struct ScanCtx
@@ -121,8 +150,18 @@ static int *map_quoted_literal(const char *text, const LexToken *t,
 static void add_literal_span(const char *text, const LexToken *t,
 							 const TmKeepSet *keep, bool whole_value,
 							 SpanList *spans);
-static void span_add(SpanList *spans, int start, int end);
+static void span_add(SpanList *spans, int start, int end, uint32 flags);
+static void ident_span_add(const char *text, SpanList *spans, int start,
+						   int end);
+static int	literal_quote_kind(const char *raw);
+static uint32 span_quote_outer(uint32 flags, int kind);
+static void append_spliced(StringInfo buf, const char *schema,
+						   const char *quoted, uint32 flags);
 static int	span_cmp(const void *a, const void *b);
+static bool *schema_list_members(const LexToken *toks, int a, int b);
+static bool is_guarded_setting(const char *name);
+static char *token_value(const LexToken *toks, int i, int b);
+static char *decode_unicode_escapes(const char *s, char esc);
 static bool keep_contains(const TmKeepSet *keep, const char *name);
 static char *snippet(const char *text, int start, int end);
 static void refuse_statement(int sqlstate, const char *msg, const char *hint,
@@ -263,6 +302,7 @@ tm_script_compile(const char *sql, const TmKeepSet *keep, const char *what)
 		int			start = rs->stmt_location;
 		int			end = rs->stmt_len > 0 ? start + rs->stmt_len : len;
 
+		CHECK_FOR_INTERRUPTS();
 		check_statement(rs->stmt, sql, start, end);
 		script->creates_extension[i] = IsA(rs->stmt, CreateExtensionStmt);
 		script->stmt_start[i] = start;
@@ -280,28 +320,33 @@ tm_script_compile(const char *sql, const TmKeepSet *keep, const char *what)
 		scan_text(sql, &ctx, SCAN_TOP, 0, &spans);
 		if (keep != NULL && spans.n > 0)
 		{
-			int		   *pairs = palloc(sizeof(int) * 2 * spans.n);
+			SpanSort   *sorted = palloc(sizeof(SpanSort) * spans.n);
 			int			k,
 						m = 0;
 
 			for (k = 0; k < spans.n; k++)
 			{
-				pairs[2 * k] = spans.start[k];
-				pairs[2 * k + 1] = spans.end[k];
+				sorted[k].start = spans.start[k];
+				sorted[k].end = spans.end[k];
+				sorted[k].flags = spans.flags[k];
 			}
-			qsort(pairs, spans.n, sizeof(int) * 2, span_cmp);
+			qsort(sorted, spans.n, sizeof(SpanSort), span_cmp);
 			script->span_start = palloc(sizeof(int) * spans.n);
 			script->span_end = palloc(sizeof(int) * spans.n);
+			script->span_flags = palloc(sizeof(uint32) * spans.n);
 			for (k = 0; k < spans.n; k++)
 			{
+				CHECK_FOR_INTERRUPTS();
 				/* a span is never found twice, but never splice one twice */
-				if (m > 0 && pairs[2 * k] < script->span_end[m - 1])
+				if (m > 0 && sorted[k].start < script->span_end[m - 1])
 					continue;
-				script->span_start[m] = pairs[2 * k];
-				script->span_end[m] = pairs[2 * k + 1];
+				script->span_start[m] = sorted[k].start;
+				script->span_end[m] = sorted[k].end;
+				script->span_flags[m] = sorted[k].flags;
 				m++;
 			}
 			script->nspans = m;
+			pfree(sorted);
 		}
 	}
 
@@ -330,6 +375,11 @@ compile_error_callback(void *arg)
 	errcontext("%s", ctx->what);
 }
 
+/*
+ * The statement's text with the quoted schema spliced into its spans: a
+ * blank where the name would join a neighbouring token, and escaped as a
+ * literal where the span lies inside one (see SPAN_* above).
+ */
 char *
 tm_script_render(const TmScript *script, int stmt, const char *schema)
 {
@@ -338,6 +388,8 @@ tm_script_render(const TmScript *script, int stmt, const char *schema)
 	int			start,
 				end,
 				pos,
+				lo,
+				hi,
 				k;
 
 	if (stmt < 0)
@@ -351,16 +403,32 @@ tm_script_render(const TmScript *script, int stmt, const char *schema)
 		end = script->stmt_end[stmt];
 	}
 
+	/*
+	 * The statement's first span, found by bisection: the runner renders a
+	 * script statement by statement, and walking every earlier span each
+	 * time would make that quadratic.
+	 */
+	lo = 0;
+	hi = script->nspans;
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (script->span_start[mid] < start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+
 	initStringInfo(&buf);
 	pos = start;
-	for (k = 0; quoted != NULL && k < script->nspans; k++)
+	for (k = lo; quoted != NULL && k < script->nspans; k++)
 	{
-		if (script->span_start[k] < start)
-			continue;
+		CHECK_FOR_INTERRUPTS();
 		if (script->span_end[k] > end)
 			break;
 		appendBinaryStringInfo(&buf, script->sql + pos, script->span_start[k] - pos);
-		appendStringInfoString(&buf, quoted);
+		append_spliced(&buf, schema, quoted, script->span_flags[k]);
 		pos = script->span_end[k];
 	}
 	appendBinaryStringInfo(&buf, script->sql + pos, end - pos);
@@ -400,21 +468,26 @@ check_statement(Node *stmt, const char *sql, int start, int end)
 			{
 				VariableSetStmt *v = (VariableSetStmt *) stmt;
 
-				if (v->kind == VAR_RESET_ALL ||
-					(v->name != NULL &&
-					 (strcmp(v->name, "search_path") == 0 ||
-					  strcmp(v->name, "role") == 0 ||
-					  strcmp(v->name, "session_authorization") == 0)))
+				/* setting names are case-insensitive: SET "Search_Path" too */
+				if (v->kind == VAR_RESET_ALL || is_guarded_setting(v->name))
 				{
 					snprintf(msg, sizeof(msg), "a migration must not change %s",
 							 v->kind == VAR_RESET_ALL ? "all settings" :
-							 strcmp(v->name, "search_path") == 0 ? "search_path" : "the current role");
+							 pg_strcasecmp(v->name, "search_path") == 0 ? "search_path" : "the current role");
 					refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED, msg,
 									 "tenant_migrate sets search_path to the tenant schema and public for each migration and runs it as the calling role; remove the statement.",
 									 sql, start, end);
 				}
 				break;
 			}
+		case T_AlterRoleSetStmt:
+		case T_AlterDatabaseSetStmt:
+			/* stored settings outlive the migration and reach every tenant */
+			refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
+							 "a migration must not change role or database settings",
+							 "Settings stored with ALTER ROLE or ALTER DATABASE outlive the migration and apply to every session; change them once, outside tenant_migrate.",
+							 sql, start, end);
+			break;
 		case T_IndexStmt:
 			if (((IndexStmt *) stmt)->concurrent)
 				refuse_statement(ERRCODE_ACTIVE_SQL_TRANSACTION,
@@ -534,9 +607,11 @@ scan_text(const char *text, ScanCtx *ctx, ScanMode mode, int depth,
 	scanner = scanner_init(text, &yyextra, &ScanKeywords, ScanKeywordTokens);
 	for (;;)
 	{
-		int			tok = core_yylex(&yylval, &yylloc, scanner);
+		int			tok;
 		LexToken   *t;
 
+		CHECK_FOR_INTERRUPTS();
+		tok = core_yylex(&yylval, &yylloc, scanner);
 		if (tok == 0)
 			break;
 		if (ntoks == cap)
@@ -578,6 +653,7 @@ scan_text(const char *text, ScanCtx *ctx, ScanMode mode, int depth,
 	a = 0;
 	for (i = 0; i <= ntoks; i++)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (i < ntoks && tok_is_kw(&toks[i], "atomic") && i > 0 &&
 			tok_is_kw(&toks[i - 1], "begin"))
 			atomic_depth = 1;
@@ -607,26 +683,45 @@ object_name(const char *text, const LexToken *t)
 	return NULL;
 }
 
-/* Is toks[i] preceded by SCHEMA, or SCHEMA IF [NOT] EXISTS? */
-static bool
-after_schema_keyword(const LexToken *toks, int a, int i)
+/*
+ * Which of toks[a..b) name a schema in a list after SCHEMA, or SCHEMA IF
+ * [NOT] EXISTS (ON SCHEMA a, b, public); indexed from a.  One pass, each
+ * token marked once: walking back over the list from every name made
+ * GRANT ... ON SCHEMA public, public, ... quadratic.
+ */
+static bool *
+schema_list_members(const LexToken *toks, int a, int b)
 {
-	int			j = i - 1;
+	bool	   *member = palloc0(sizeof(bool) * (b - a + 1));
+	int			i;
 
-	/* ON SCHEMA a, b, public: walk back over the list */
-	while (j - 1 >= a && toks[j].tok == ',' &&
-		   (toks[j - 1].tok == IDENT || toks[j - 1].is_kw))
-		j -= 2;
-	if (j >= a && tok_is_kw(&toks[j], "exists"))
+	for (i = a; i < b; i++)
 	{
-		j--;
-		if (j >= a && tok_is_kw(&toks[j], "not"))
-			j--;
-		if (j < a || !tok_is_kw(&toks[j], "if"))
-			return false;
-		j--;
+		int			j;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!tok_is_kw(&toks[i], "schema"))
+			continue;
+		j = i + 1;
+		if (j < b && tok_is_kw(&toks[j], "if"))
+		{
+			int			k = j + 1;
+
+			if (k < b && tok_is_kw(&toks[k], "not"))
+				k++;
+			if (k < b && tok_is_kw(&toks[k], "exists"))
+				j = k + 1;
+		}
+		/* a member seen before continues a list already walked */
+		while (j < b && (toks[j].tok == IDENT || toks[j].is_kw) && !member[j - a])
+		{
+			member[j - a] = true;
+			if (j + 1 >= b || toks[j + 1].tok != ',')
+				break;
+			j += 2;
+		}
 	}
-	return j >= a && tok_is_kw(&toks[j], "schema");
+	return member;
 }
 
 static bool
@@ -668,6 +763,7 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 	StmtKind	kind = STMT_PLAIN;
 	const char *language = NULL;
 	bool		rewrite_bodies;
+	bool	   *schema_member;
 	int			i;
 
 	/*
@@ -705,6 +801,7 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 	/* Only bodies the core lexer can read are rewritten */
 	for (i = a; i + 1 < b; i++)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (tok_is_kw(&toks[i], "language") &&
 			(toks[i + 1].tok == IDENT || toks[i + 1].tok == SCONST))
 			language = toks[i + 1].str;
@@ -716,7 +813,10 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 	/*
 	 * Code that runs now (a DO block) must not change search_path or the
 	 * role behind the runner's back, nor end the transaction.  Top-level
-	 * statements were checked on their parse trees already.
+	 * statements were checked on their parse trees already.  Setting names
+	 * are compared as the server does, case-insensitively and with U&""
+	 * escapes decoded.  These are early, friendly errors for what the text
+	 * shows; EXECUTE of a computed string gets past them.
 	 */
 	if (mode == SCAN_DO_BODY)
 	{
@@ -730,6 +830,7 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 									tok_is_kw(&toks[i - 1], "loop"));
 			int			j = i + 1;
 
+			CHECK_FOR_INTERRUPTS();
 			if (!at_start)
 				continue;
 			if (tok_is_kw(t, "commit") || tok_is_kw(t, "rollback"))
@@ -737,13 +838,33 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 								 "transaction control is not allowed in a migration",
 								 "Each migration already runs in a transaction of its own; remove COMMIT and ROLLBACK from the DO block.",
 								 text, toks[a].start, toks[b - 1].end);
+
+			/* ALTER ROLE/USER/DATABASE ... SET or RESET: stored settings */
+			if (tok_is_kw(t, "alter") && j + 1 < b &&
+				(tok_is_kw(&toks[j], "role") || tok_is_kw(&toks[j], "database") ||
+				 (tok_is_kw(&toks[j], "user") && !tok_is_kw(&toks[j + 1], "mapping"))))
+			{
+				int			k;
+
+				for (k = j + 1; k < b; k++)
+				{
+					if (tok_is_kw(&toks[k], "set") || tok_is_kw(&toks[k], "reset"))
+						refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
+										 "a migration must not change role or database settings",
+										 "Settings stored with ALTER ROLE or ALTER DATABASE outlive the migration and apply to every session; change them once, outside tenant_migrate.",
+										 text, toks[a].start, toks[b - 1].end);
+				}
+				continue;
+			}
+
 			if (!tok_is_kw(t, "set") && !tok_is_kw(t, "reset"))
 				continue;
 			if (j < b && (tok_is_kw(&toks[j], "local") || tok_is_kw(&toks[j], "session")) &&
 				j + 1 < b && !tok_is_kw(&toks[j + 1], "authorization"))
 				j++;
-			if (j < b && (tok_is_ident(&toks[j], "search_path") ||
-						  tok_is_kw(&toks[j], "role") ||
+			/* SET SCHEMA 'x' is SET search_path; SET SESSION AUTHORIZATION */
+			if (j < b && (is_guarded_setting(token_value(toks, j, b)) ||
+						  tok_is_kw(&toks[j], "schema") ||
 						  tok_is_kw(&toks[j], "session") ||
 						  tok_is_kw(&toks[j], "all")))
 				refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -753,10 +874,12 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 		}
 	}
 
+	schema_member = schema_list_members(toks, a, b);
 	for (i = a; i < b; i++)
 	{
 		const LexToken *t = &toks[i];
 
+		CHECK_FOR_INTERRUPTS();
 		if (tok_is_public(t))
 		{
 			if (kind == STMT_EXTENSION)
@@ -766,22 +889,23 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 				if (i + 2 < b &&
 					keep_contains(ctx->keep, object_name(text, &toks[i + 2])))
 					continue;
-				span_add(spans, t->start, t->end);
+				ident_span_add(text, spans, t->start, t->end);
 			}
 			else if (kind == STMT_IMPORT)
 			{
 				/* the remote schema keeps its name; INTO names ours */
 				if (i > a && tok_is_kw(&toks[i - 1], "into"))
-					span_add(spans, t->start, t->end);
+					ident_span_add(text, spans, t->start, t->end);
 			}
-			else if (after_schema_keyword(toks, a, i))
-				span_add(spans, t->start, t->end);
+			else if (schema_member[i - a])
+				ident_span_add(text, spans, t->start, t->end);
 			continue;
 		}
 
 		/* A function's own SET search_path = public, ... clause */
 		if (kind == STMT_FUNCTION && tok_is_kw(t, "set") && i + 2 < b &&
-			tok_is_ident(&toks[i + 1], "search_path") &&
+			toks[i + 1].tok == IDENT &&
+			pg_strcasecmp(toks[i + 1].str, "search_path") == 0 &&
 			(toks[i + 2].tok == '=' || tok_is_kw(&toks[i + 2], "to")))
 		{
 			int			j;
@@ -790,8 +914,9 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 			{
 				const LexToken *e = &toks[j];
 
+				CHECK_FOR_INTERRUPTS();
 				if (tok_is_public(e))
-					span_add(spans, e->start, e->end);
+					ident_span_add(text, spans, e->start, e->end);
 				else if (e->tok == SCONST && strcmp(e->str, "public") == 0)
 					add_literal_span(text, e, NULL, true, spans);
 				else if (e->tok != IDENT && e->tok != SCONST)
@@ -801,6 +926,23 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 			}
 			continue;
 		}
+
+		/*
+		 * set_config('search_path', ...), also spelled 'Search_Path',
+		 * U&'search\005fpath' or setting_name => ..., in code that runs now
+		 */
+		if ((t->tok == SCONST || t->tok == USCONST) &&
+			mode != SCAN_FUNC_BODY && kind != STMT_FUNCTION &&
+			((i >= a + 2 && toks[i - 1].tok == '(' &&
+			  tok_is_ident(&toks[i - 2], "set_config")) ||
+			 (i >= a + 2 && (toks[i - 1].tok == EQUALS_GREATER ||
+							 toks[i - 1].tok == COLON_EQUALS) &&
+			  tok_is_ident(&toks[i - 2], "setting_name"))) &&
+			is_guarded_setting(token_value(toks, i, b)))
+			refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
+							 "a migration must not change search_path or the current role",
+							 "tenant_migrate sets search_path to the tenant schema and public for each migration and runs it as the calling role; remove the set_config() call.",
+							 text, toks[a].start, toks[b - 1].end);
 
 		if (t->tok != SCONST)
 			continue;
@@ -864,17 +1006,9 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 				add_literal_span(text, t, ctx->keep, false, spans);
 			else if (strcmp(fn, "to_regnamespace") == 0)
 				add_literal_span(text, t, NULL, true, spans);
-			else if (mode != SCAN_FUNC_BODY && kind != STMT_FUNCTION &&
-					 (strcmp(fn, "set_config") == 0) &&
-					 (pg_strcasecmp(t->str, "search_path") == 0 ||
-					  pg_strcasecmp(t->str, "role") == 0 ||
-					  pg_strcasecmp(t->str, "session_authorization") == 0))
-				refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
-								 "a migration must not change search_path or the current role",
-								 "tenant_migrate sets search_path to the tenant schema and public for each migration and runs it as the calling role; remove the set_config() call.",
-								 text, toks[a].start, toks[b - 1].end);
 		}
 	}
+	pfree(schema_member);
 }
 
 /*
@@ -897,6 +1031,7 @@ map_quoted_literal(const char *text, const LexToken *t, const char *value, int v
 		int			n = 1;		/* value bytes this source sequence makes */
 		int			len = 1;	/* its length in the source */
 
+		CHECK_FOR_INTERRUPTS();
 		if (text[r] == '\'' && text[r + 1] == '\'')
 			len = 2;
 		else if (text[r] == '\\' && escapes)
@@ -919,7 +1054,13 @@ map_quoted_literal(const char *text, const LexToken *t, const char *value, int v
 					cp = cp * 16 + (isdigit((unsigned char) text[r + len]) ?
 									text[r + len] - '0' :
 									(tolower((unsigned char) text[r + len]) - 'a' + 10));
-				n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+				/* a UTF-16 surrogate pair makes one 4-byte character */
+				if (cp >= 0xD800 && cp <= 0xDBFF)
+					n = 0;
+				else if (cp >= 0xDC00 && cp <= 0xDFFF)
+					n = 4;
+				else
+					n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
 			}
 		}
 		if (len == 1 && n == 1)
@@ -948,6 +1089,7 @@ scan_body(const char *text, const LexToken *t, ScanCtx *ctx, ScanMode mode,
 	int			vlen = strlen(value);
 	SpanList	inner = {0};
 	int		   *map;
+	int			kind = literal_quote_kind(raw);
 	int			k;
 
 	if (raw[0] == '$')
@@ -957,7 +1099,11 @@ scan_body(const char *text, const LexToken *t, ScanCtx *ctx, ScanMode mode,
 
 		map = palloc(sizeof(int) * (vlen + 1));
 		for (k = 0; k <= vlen; k++)
+		{
+			if ((k & 0xFFFF) == 0)
+				CHECK_FOR_INTERRUPTS();
 			map[k] = off + k;
+		}
 	}
 	else if (raw[0] == '\'' || ((raw[0] == 'E' || raw[0] == 'e') && raw[1] == '\''))
 		map = map_quoted_literal(text, t, value, vlen);
@@ -970,10 +1116,11 @@ scan_body(const char *text, const LexToken *t, ScanCtx *ctx, ScanMode mode,
 		int			s = map[inner.start[k]];
 		int			e = map[inner.end[k] - 1] + 1;
 
+		CHECK_FOR_INTERRUPTS();
 		/* never splice where the mapping did not land on the same bytes */
 		if (s >= 0 && e > 0 && e - s == inner.end[k] - inner.start[k] &&
 			memcmp(text + s, value + inner.start[k], e - s) == 0)
-			span_add(spans, s, e);
+			span_add(spans, s, e, span_quote_outer(inner.flags[k], kind));
 	}
 	pfree(map);
 }
@@ -1030,13 +1177,14 @@ add_literal_span(const char *text, const LexToken *t, const TmKeepSet *keep,
 		return;
 	if (strncmp(raw + q, val, plen) != 0)
 		return;
-	span_add(spans, t->start + q, t->start + q + plen);
+	span_add(spans, t->start + q, t->start + q + plen,
+			 span_quote_outer(0, literal_quote_kind(raw)));
 }
 
 /*---- Small helpers ----*/
 
 static void
-span_add(SpanList *spans, int start, int end)
+span_add(SpanList *spans, int start, int end, uint32 flags)
 {
 	if (spans->n == spans->cap)
 	{
@@ -1045,25 +1193,223 @@ span_add(SpanList *spans, int start, int end)
 		{
 			spans->start = palloc(sizeof(int) * spans->cap);
 			spans->end = palloc(sizeof(int) * spans->cap);
+			spans->flags = palloc(sizeof(uint32) * spans->cap);
 		}
 		else
 		{
 			spans->start = repalloc(spans->start, sizeof(int) * spans->cap);
 			spans->end = repalloc(spans->end, sizeof(int) * spans->cap);
+			spans->flags = repalloc(spans->flags, sizeof(uint32) * spans->cap);
 		}
 	}
 	spans->start[spans->n] = start;
 	spans->end[spans->n] = end;
+	spans->flags[spans->n] = flags;
 	spans->n++;
+}
+
+/* Would byte c continue an unquoted identifier (scan.l's ident_cont)? */
+static inline bool
+joins_identifier(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		(c >= '0' && c <= '9') || c == '_' || c == '$' || c >= 0x80;
+}
+
+/*
+ * A span in identifier position in text.  The tenant name spliced there
+ * must stay one token of its own: a letter, digit, _, $ or multibyte
+ * character next to it would join it to a neighbour ("public"CASCADE ->
+ * tenant_acascade), a '"' would make "" of its quotes, and U& before it
+ * would make U&"tenant_AbC" a Unicode identifier.  Such spans get a blank.
+ */
+static void
+ident_span_add(const char *text, SpanList *spans, int start, int end)
+{
+	uint32		flags = 0;
+
+	if (start > 0 &&
+		(joins_identifier(text[start - 1]) || text[start - 1] == '"' ||
+		 (text[start - 1] == '&' && start > 1 &&
+		  (text[start - 2] == 'u' || text[start - 2] == 'U'))))
+		flags |= SPAN_SPACE_BEFORE;
+	if (joins_identifier(text[end]) || text[end] == '"')
+		flags |= SPAN_SPACE_AFTER;
+	span_add(spans, start, end, flags);
+}
+
+/* The QUOTE_* kind of the string literal whose source starts at raw */
+static int
+literal_quote_kind(const char *raw)
+{
+	if (raw[0] == '$')
+		return QUOTE_DOLLAR;
+	if (raw[0] == 'E' || raw[0] == 'e' || !standard_conforming_strings)
+		return QUOTE_ESCAPE;
+	return QUOTE_STANDARD;
+}
+
+/* flags, with a literal of this kind around everything it lies in so far */
+static uint32
+span_quote_outer(uint32 flags, int kind)
+{
+	int			shift = SPAN_QUOTE_SHIFT;
+
+	while (((flags >> shift) & 3) != QUOTE_NONE)
+		shift += 2;
+	/* MAX_BODY_DEPTH keeps this within 32 bits (see the StaticAssertDecl) */
+	Assert(shift + 2 <= 32);
+	return flags | ((uint32) kind << shift);
+}
+
+/*
+ * Appends the quoted schema name for a span: with blanks where flags ask
+ * for them, escaped for each literal the span lies in, innermost first.
+ * Tenant names are letters, digits and underscores today, so the escaping
+ * only shows with other names (tenant_migration_rewrite() accepts any).
+ */
+static void
+append_spliced(StringInfo buf, const char *schema, const char *quoted,
+			   uint32 flags)
+{
+	const char *s = quoted;
+	int			shift;
+
+	for (shift = SPAN_QUOTE_SHIFT; shift + 2 <= 32; shift += 2)
+	{
+		int			kind = (flags >> shift) & 3;
+		StringInfoData esc;
+		const char *p;
+
+		if (kind == QUOTE_NONE)
+			break;
+		if (kind == QUOTE_DOLLAR)
+		{
+			/* nothing can be escaped in a dollar quote, and $ may end it */
+			if (strchr(s, '$') != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_SCHEMA_NAME),
+						 errmsg("schema name \"%s\" cannot be spliced into a dollar-quoted string", schema),
+						 errdetail("The name contains \"$\", which could end the dollar quote around it."),
+						 errhint("Use a tenant schema name made of letters, digits and underscores.")));
+			continue;
+		}
+		if (strchr(s, '\'') == NULL &&
+			(kind == QUOTE_STANDARD || strchr(s, '\\') == NULL))
+			continue;
+		initStringInfo(&esc);
+		for (p = s; *p; p++)
+		{
+			if (*p == '\'' || (*p == '\\' && kind == QUOTE_ESCAPE))
+				appendStringInfoChar(&esc, *p);
+			appendStringInfoChar(&esc, *p);
+		}
+		s = esc.data;
+	}
+
+	if (flags & SPAN_SPACE_BEFORE)
+		appendStringInfoChar(buf, ' ');
+	appendStringInfoString(buf, s);
+	if (flags & SPAN_SPACE_AFTER)
+		appendStringInfoChar(buf, ' ');
 }
 
 static int
 span_cmp(const void *a, const void *b)
 {
-	int			sa = ((const int *) a)[0];
-	int			sb = ((const int *) b)[0];
+	int			sa = ((const SpanSort *) a)->start;
+	int			sb = ((const SpanSort *) b)->start;
 
 	return (sa > sb) - (sa < sb);
+}
+
+/* Settings a migration must leave alone; names compare case-insensitively */
+static bool
+is_guarded_setting(const char *name)
+{
+	return name != NULL &&
+		(pg_strcasecmp(name, "search_path") == 0 ||
+		 pg_strcasecmp(name, "role") == 0 ||
+		 pg_strcasecmp(name, "session_authorization") == 0);
+}
+
+/*
+ * The value of the name or string token toks[i], as the server would see
+ * it: U&'...' and U&"..." decoded (with a UESCAPE clause after them); NULL
+ * if it is neither, or its escapes are malformed.
+ */
+static char *
+token_value(const LexToken *toks, int i, int b)
+{
+	const LexToken *t = &toks[i];
+
+	if (t->tok == UIDENT || t->tok == USCONST)
+	{
+		char		esc = '\\';
+
+		if (i + 2 < b && tok_is_kw(&toks[i + 1], "uescape"))
+		{
+			if (toks[i + 2].tok != SCONST || strlen(toks[i + 2].str) != 1)
+				return NULL;
+			esc = toks[i + 2].str[0];
+		}
+		return decode_unicode_escapes(t->str, esc);
+	}
+	if (t->tok == IDENT || t->tok == SCONST || t->is_kw)
+		return (char *) t->str;
+	return NULL;
+}
+
+/*
+ * Decodes the Unicode escapes (\XXXX, \+XXXXXX, \\) of a U& token's raw
+ * value.  Only ASCII matters to the callers, which compare the result with
+ * setting names: other characters become DEL.  NULL if malformed.
+ */
+static char *
+decode_unicode_escapes(const char *s, char esc)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	while (*s)
+	{
+		int			ndigits;
+		unsigned int cp = 0;
+		int			k;
+
+		if (*s != esc)
+		{
+			appendStringInfoChar(&buf, *s++);
+			continue;
+		}
+		if (s[1] == esc)
+		{
+			appendStringInfoChar(&buf, esc);
+			s += 2;
+			continue;
+		}
+		if (s[1] == '+')
+		{
+			ndigits = 6;
+			s += 2;
+		}
+		else
+		{
+			ndigits = 4;
+			s += 1;
+		}
+		for (k = 0; k < ndigits; k++)
+		{
+			unsigned char c = (unsigned char) s[k];
+
+			if (!isxdigit(c))
+				return NULL;
+			cp = cp * 16 + (isdigit(c) ? c - '0' : tolower(c) - 'a' + 10);
+		}
+		s += ndigits;
+		appendStringInfoChar(&buf, (cp > 0 && cp < 0x80) ? (char) cp : '\x7f');
+	}
+	return buf.data;
 }
 
 /*
@@ -1131,7 +1477,11 @@ tenant_migration_rewrite(PG_FUNCTION_ARGS)
 	MemoryContext callercxt = CurrentMemoryContext;
 	text	   *out;
 
-	tm_check_schema_name(schema);
+	/*
+	 * A preview runs nothing: any schema name that fits is accepted, which
+	 * also shows how the renderer escapes names inside literals.
+	 */
+	tm_check_schema_name(schema, false);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

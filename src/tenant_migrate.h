@@ -175,6 +175,7 @@ typedef struct TmScript
 	int			nspans;
 	int		   *span_start;		/* sorted, non-overlapping */
 	int		   *span_end;
+	uint32	   *span_flags;		/* per span: how to splice it (rewrite.c) */
 } TmScript;
 
 /*
@@ -206,8 +207,11 @@ typedef struct TmTenant
 /* Looks a registered tenant up; ERROR (with hint) if there is none */
 extern void tm_tenant_lookup(const char *schema, TmTenant *tenant);
 
-/* ERROR unless schema is a syntactically usable tenant schema name */
-extern void tm_check_schema_name(const char *schema);
+/*
+ * ERROR unless schema is non-empty and fits in a name; strict: also a
+ * valid tenant schema name (tm_schema_name_is_valid)
+ */
+extern void tm_check_schema_name(const char *schema, bool strict);
 
 /* Letters, digits, underscores; not pg_*, not information_schema */
 extern bool tm_schema_name_is_valid(const char *schema);
