@@ -63,8 +63,8 @@
 #include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "tcop/tcopprot.h"
-#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
@@ -91,7 +91,7 @@ extern bool pq_check_connection(void);
 /* Flush relation and catalog caches after this many tenants */
 #define FLEET_CACHE_FLUSH	50
 
-/* bgw_type of fleet workers, by which they are counted */
+/* bgw_type of fleet workers (pg_stat_activity.backend_type) */
 #define FLEET_WORKER_TYPE	"tenant_migrate fleet worker"
 
 /* How often the leader looks at its worker, in milliseconds */
@@ -232,43 +232,33 @@ fleet_check_client(void)
 				 errdetail("Every tenant finished so far stays committed; the one in progress is rolled back.")));
 }
 
-/* Fleet workers running now in the whole server (a snapshot, not a lock) */
-static int
-fleet_workers_running(void)
-{
-	int			n = 0;
-	int			i;
-	int			nbackends;
-
-	pgstat_clear_backend_activity_snapshot();
-	nbackends = pgstat_fetch_stat_numbackends();
-	for (i = 1; i <= nbackends; i++)
-	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
-		const char *type;
-
-		if (local == NULL || local->backendStatus.st_backendType != B_BG_WORKER)
-			continue;
-		type = GetBackgroundWorkerTypeByPid(local->backendStatus.st_procpid);
-		if (type != NULL && strcmp(type, FLEET_WORKER_TYPE) == 0)
-			n++;
-	}
-	pgstat_clear_backend_activity_snapshot();
-	return n;
-}
-
 /*
- * Waits until fewer than tenant_migrate.max_workers fleet workers run, so
- * that concurrent fleet runs leave max_worker_processes slots to parallel
- * query, logical replication and the audit writer.
+ * Takes one of the tenant_migrate.max_workers worker slots of the server
+ * and returns its number, waiting while all are taken, so that concurrent
+ * fleet runs leave max_worker_processes slots to parallel query, logical
+ * replication and the audit writer.  A slot is a session-level lock in the
+ * extension's lock space, so it is free again when its holder exits, even
+ * after a crash of the leader's backend.  (Not inlined: its loop must not
+ * become part of the caller's PG_TRY frame.)
  */
-static void
-fleet_wait_for_worker_room(FleetRun *run)
+pg_noinline static int
+fleet_take_worker_slot(FleetRun *run)
 {
 	bool		said = false;
 
-	while (fleet_workers_running() >= tm_max_workers)
+	for (;;)
 	{
+		int			i;
+
+		for (i = 0; i < tm_max_workers; i++)
+		{
+			LOCKTAG		tag;
+
+			SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_WORKER_SLOT_KEY1,
+								 (uint32) i, TM_LOCK_SPACE);
+			if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+				return i;
+		}
 		if (!said)
 			ereport(NOTICE,
 					(errmsg("%s: waiting for one of the %d fleet worker(s) allowed by tenant_migrate.max_workers",
@@ -280,6 +270,16 @@ fleet_wait_for_worker_room(FleetRun *run)
 		CHECK_FOR_INTERRUPTS();
 		fleet_check_client();
 	}
+}
+
+static void
+fleet_release_worker_slot(int slot)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_WORKER_SLOT_KEY1,
+						 (uint32) slot, TM_LOCK_SPACE);
+	(void) LockRelease(&tag, ExclusiveLock, true);
 }
 
 /*---- SQL-callable ----*/
@@ -562,6 +562,7 @@ fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
 	bool		finished;
 	int64		last_log_id;
 	int			k;
+	int			slot;
 
 	seg = dsm_create(offset + gucsize, 0);
 	sh = (FleetShared *) dsm_segment_address(seg);
@@ -594,10 +595,11 @@ fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
 				0, NULL, NULL, NULL, SPI_OK_SELECT);
 	last_log_id = atoll(tm_spi_getstr(0, 1));
 
-	fleet_wait_for_worker_room(run);
+	slot = fleet_take_worker_slot(run);
 	if (!tm_launch_worker("tm_fleet_worker_main", FLEET_WORKER_TYPE,
 						  name, seg, &handle))
 	{
+		fleet_release_worker_slot(slot);
 		dsm_detach(seg);
 		return false;
 	}
@@ -638,11 +640,13 @@ fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
 		TerminateBackgroundWorker(handle);
 		(void) WaitForBackgroundWorkerShutdown(handle);
 		active_worker = NULL;
+		fleet_release_worker_slot(slot);
 		RESUME_INTERRUPTS();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	active_worker = NULL;
+	fleet_release_worker_slot(slot);
 
 	counts = sh->counts;
 	finished = sh->finished;

@@ -37,6 +37,12 @@
  */
 #define TM_LOCK_SPACE		0x544D	/* "TM" */
 
+/*
+ * First key of the locks that count fleet workers: a leader holds (KEY, i)
+ * for i < tenant_migrate.max_workers while its worker runs.
+ */
+#define TM_WORKER_SLOT_KEY1	0x544D0002	/* "TM" + 2 */
+
 #define TM_SCOPE_TENANT		"tenant"
 #define TM_SCOPE_SHARED		"shared"
 #define TM_SHARED_SCHEMA	"public"
