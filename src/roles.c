@@ -367,9 +367,6 @@ drop_tenant_role(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	existed = OidIsValid(get_role_oid(tm_tenant_role_name(schema), true));
-	if (!existed)
-		ereport(NOTICE,
-				(errmsg("tenant role \"%s\" does not exist, nothing changed", tm_tenant_role_name(schema))));
 	tm_drop_tenant_role(schema, true);
 	SPI_finish();
 	PG_RETURN_BOOL(existed);
