@@ -76,3 +76,62 @@ REVOKE ALL ON FUNCTION public.tenant_migrate_grant(regrole) FROM PUBLIC;
 
 COMMENT ON FUNCTION public.tenant_migrate_grant(regrole) IS
 	'Grants a migration role EXECUTE on every function and procedure of tenant_migrate (but this one) and SELECT on its tables and view, nothing else; returns how many objects.';
+
+/*---- Row level security and tenant roles ----*/
+
+-- These run as the caller (no SECURITY DEFINER): only a table's owner can
+-- change its row level security, only a CREATEROLE role create a role.
+CREATE FUNCTION public.tenant_enable_rls(
+	rel regclass,
+	tenant_column name DEFAULT 'tenant_id',
+	setting text DEFAULT 'app.current_tenant_id')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tenant_enable_rls'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION public.tenant_enable_rls(regclass, name, text) IS
+	'Enables and forces row level security on a shared row-per-tenant table, with a policy tenant_isolation limiting rows to the tenant in setting; false if already so.';
+
+CREATE FUNCTION public.tenant_disable_rls(rel regclass)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tenant_disable_rls'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION public.tenant_disable_rls(regclass) IS
+	'Removes what tenant_enable_rls made on a table (its policy, and row level security if it turned it on); false if there was nothing.';
+
+CREATE FUNCTION public.tenant_add_tenant_column(
+	rel regclass,
+	default_tenant text,
+	tenant_column name DEFAULT 'tenant_id')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tenant_add_tenant_column'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION public.tenant_add_tenant_column(regclass, text, name) IS
+	'Adds a NOT NULL text tenant column to a table, existing rows set to default_tenant, new rows defaulting to the session''s tenant, and an index on it; false if already complete.';
+
+CREATE FUNCTION public.create_tenant_role(tenant_schema text)
+RETURNS name
+AS 'MODULE_PATHNAME', 'create_tenant_role'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION public.create_tenant_role(text) IS
+	'Creates (or completes) the NOLOGIN role of a tenant: use of its schema, DML on its tables and sequences now and later, search_path set to it; returns its name.';
+
+CREATE FUNCTION public.drop_tenant_role(tenant_schema text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'drop_tenant_role'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION public.drop_tenant_role(text) IS
+	'Revokes what the tenant role of a schema was granted and drops it; false if it did not exist.';
+
+REVOKE ALL ON FUNCTION public.tenant_enable_rls(regclass, name, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION public.tenant_disable_rls(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION public.tenant_add_tenant_column(regclass, text, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION public.create_tenant_role(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION public.drop_tenant_role(text) FROM PUBLIC;
+
+COMMENT ON FUNCTION public.tenant_set(text, boolean) IS
+	'Sets search_path to the tenant then public, and the setting named by tenant_migrate.tenant_setting (app.current_tenant_id) to its key.';

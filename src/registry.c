@@ -21,9 +21,6 @@
 PG_FUNCTION_INFO_V1(create_tenant_schema);
 PG_FUNCTION_INFO_V1(tenant_set);
 
-/* The setting tenant_set() fills in for row level security policies */
-#define TM_TENANT_ID_SETTING	"app.current_tenant_id"
-
 /*---- Local functions ----*/
 
 static void check_tenant_key(const char *key);
@@ -237,6 +234,8 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 
 	keep = tm_keepset_build();
 	(void) tm_apply_pending(schema, nspoid, false, NULL, keep, NULL);
+	if (tm_create_tenant_roles)
+		(void) tm_create_tenant_role(schema, nspoid);
 
 	SPI_finish();
 	PG_RETURN_NAME(result);
@@ -245,7 +244,8 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 /*
  * tenant_set(tenant_schema text, is_local boolean DEFAULT false)
  *
- * search_path = tenant, public and app.current_tenant_id = its key, for the
+ * search_path = tenant, public and the setting named by
+ * tenant_migrate.tenant_setting (app.current_tenant_id) = its key, for the
  * session or (is_local) the transaction, as set_config() would.
  */
 Datum
@@ -269,7 +269,7 @@ tenant_set(PG_FUNCTION_ARGS)
 
 	(void) set_config_option("search_path", path, context, PGC_S_SESSION,
 							 action, true, 0, false);
-	(void) set_config_option(TM_TENANT_ID_SETTING, key, context, PGC_S_SESSION,
+	(void) set_config_option(tm_tenant_setting, key, context, PGC_S_SESSION,
 							 action, true, 0, false);
 	SPI_finish();
 	PG_RETURN_VOID();

@@ -29,8 +29,11 @@
  *    operator there for the script to call).  Its checksum is recomputed
  *    before it runs.  Tenant scripts run under the containment guard
  *    (guard.c).  It runs at a new GUC nesting level with search_path set to
- *    the tenant then public (public alone for shared scripts) and
- *    lock_timeout set to tenant_migrate.lock_timeout; its statements run
+ *    the tenant then public (public alone for shared scripts),
+ *    lock_timeout set to tenant_migrate.lock_timeout, and the tenant
+ *    context (rls.c): the setting named by tenant_migrate.tenant_setting
+ *    holds the tenant key and tenant_migrate.current_tenant the schema
+ *    (both empty for shared scripts); its statements run
  *    one by one through SPI.  Afterwards every setting changed at that
  *    level -- ours, and any SET the script ran itself, as pg_dump output
  *    does -- is put back as it was (AtEOXact_GUC with isCommit = false);
@@ -95,7 +98,9 @@ typedef struct TmApplied
 static double run_script(const TmScript *script, const char *schema,
 						 Oid nspoid, bool rewrite, bool shared,
 						 const char *version, const char *name,
-						 const char *action, const char *author);
+						 const char *action, const char *author,
+						 const char *tenant_key);
+static char *tenant_key_of(const char *schema);
 static Oid	script_role(const char *author, const char *version);
 static void check_schema_trust(Oid nspoid, const char *schema, Oid author,
 							   const char *version, bool owner_trusted);
@@ -534,7 +539,7 @@ tm_check_target(const char *target, const char *scope)
 static double
 run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 		   bool rewrite, bool shared, const char *version, const char *name,
-		   const char *action, const char *author)
+		   const char *action, const char *author, const char *tenant_key)
 {
 	/* recompiled after CREATE EXTENSION; volatile across PG_TRY */
 	const TmScript *volatile script = orig_script;
@@ -568,6 +573,8 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 		(void) set_config_option("lock_timeout", buf, context, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 	}
+	/* the tenant's key and schema for policies, triggers, defaults (rls.c) */
+	tm_rls_set_context(shared ? NULL : schema, shared ? NULL : tenant_key, context);
 
 	/* A tenant script changes only its own schema (guard.c) */
 	if (!shared)
@@ -631,6 +638,21 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 	return INSTR_TIME_GET_MILLISEC(elapsed);
 }
 
+/* The tenant key of schema ("" if it has none): the tenant context */
+static char *
+tenant_key_of(const char *schema)
+{
+	Oid			argtype = TEXTOID;
+	Datum		arg = CStringGetTextDatum(schema);
+	char	   *key = NULL;
+
+	tm_catalog_exec("SELECT tenant_key FROM public.tenant_registry WHERE schema_name = $1::pg_catalog.name",
+					1, &argtype, &arg, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		key = tm_spi_getstr(0, 1);
+	return key ? key : pstrdup("");
+}
+
 /*---- Applying ----*/
 
 List *
@@ -642,11 +664,14 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 	List	   *steps = NIL;
 	ListCell   *lc;
 	char	   *invoker = tm_catalog_invoker();
+	char	   *key = NULL;
 
 	/* an earlier call that failed may have left it set */
 	tm_current_version[0] = '\0';
 	(void) tm_lock_schema(schema, nspoid, false);
 	pending = tm_pending_scripts(schema, shared, target, keep, cache);
+	if (!shared && pending != NIL)
+		key = tenant_key_of(schema);
 
 	/* who may run what is checked for every script before any runs */
 	foreach(lc, pending)
@@ -667,7 +692,7 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 		step->name = p->name;
 		strlcpy(tm_current_version, p->version, sizeof(tm_current_version));
 		step->duration_ms = run_script(p->up, schema, nspoid, !shared, shared,
-									   p->version, p->name, "up", p->author);
+									   p->version, p->name, "up", p->author, key);
 		tm_current_version[0] = '\0';
 
 		values[0] = CStringGetTextDatum(schema);
@@ -716,6 +741,7 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 	SPITupleTable *tuptable;
 	Datum	   *versions;
 	int			nversions = 0;
+	char	   *key = NULL;
 
 	tm_current_version[0] = '\0';
 	(void) tm_lock_schema(schema, nspoid, false);
@@ -764,6 +790,8 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 	}
 	if (revert == NIL)
 		return NIL;
+	if (!shared)
+		key = tenant_key_of(schema);
 
 	/* Check everything before running anything */
 	versions = palloc(sizeof(Datum) * list_length(revert));
@@ -817,7 +845,7 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 		step->name = a->name;
 		strlcpy(tm_current_version, a->version, sizeof(tm_current_version));
 		step->duration_ms = run_script(a->down, schema, nspoid, !shared && !a->rendered,
-									   shared, a->version, a->name, "down", a->author);
+									   shared, a->version, a->name, "down", a->author, key);
 		tm_current_version[0] = '\0';
 
 		tm_catalog_exec("DELETE FROM public.tenant_migrations"

@@ -132,6 +132,9 @@ _PG_init(void)
 							NULL,
 							NULL);
 
+	tm_rls_init();
+	tm_roles_init();
+
 	MarkGUCPrefixReserved("tenant_migrate");
 
 	tm_guard_init();

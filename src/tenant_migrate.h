@@ -20,6 +20,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "utils/array.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 /*
@@ -334,5 +335,56 @@ extern void tm_guard_init(void);
  */
 extern void tm_guard_begin(Oid tenant_nspoid, const char *tenant_schema);
 extern void tm_guard_end(void);
+
+/*---- Row level security (rls.c) ----*/
+
+/* tenant_migrate.tenant_setting: the setting that holds the tenant key */
+extern char *tm_tenant_setting;
+
+/* Defines tenant_migrate.tenant_setting and tenant_migrate.current_tenant (_PG_init) */
+extern void tm_rls_init(void);
+
+/*
+ * Sets the tenant context for one script at the current GUC nesting level:
+ * the setting named by tenant_migrate.tenant_setting to key and
+ * tenant_migrate.current_tenant to schema (NULL: empty, no tenant).  The
+ * caller's AtEOXact_GUC of that level, or an abort, puts both back.
+ */
+extern void tm_rls_set_context(const char *schema, const char *key,
+							   GucContext context);
+
+/*---- Tenant roles (roles.c) ----*/
+
+extern bool tm_create_tenant_roles;	/* tenant_migrate.create_tenant_roles */
+
+/* Defines tenant_migrate.create_tenant_roles and tenant_role_group (_PG_init) */
+extern void tm_roles_init(void);
+
+/*
+ * Name of the tenant role of schema: schema || '_role', or, when that
+ * would pass 63 bytes, the first 49 bytes of schema, '_', 8 hex digits of
+ * the SHA-256 of schema, then '_role'.
+ */
+extern char *tm_tenant_role_name(const char *schema);
+
+/*
+ * Creates (or completes) the tenant role of a registered tenant's schema
+ * as the caller, see create_tenant_role(); returns its name.  SPI must be
+ * connected.
+ */
+extern char *tm_create_tenant_role(const char *schema, Oid nspoid);
+
+/*
+ * Drops the tenant role of schema, as the caller (who needs CREATEROLE).
+ * For drop_tenant_schema(): call it in the same transaction, before or
+ * after DROP SCHEMA.  If the schema still exists, first revokes what the
+ * role was granted there (privileges on the schema, its tables and
+ * sequences, and default privileges in it); a dropped schema took those
+ * with it.  Refuses (ERROR) a role of that name that is not this
+ * database's tenant role of schema (see roles.c); missing_ok: no role is
+ * not an error.  The role must have no other privileges or objects left
+ * (DROP ROLE's own error lists them).  SPI must be connected.
+ */
+extern void tm_drop_tenant_role(const char *schema, bool missing_ok);
 
 #endif							/* TENANT_MIGRATE_H */

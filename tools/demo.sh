@@ -3,8 +3,10 @@
 # cluster: builds and installs the extension, creates a fresh cluster in
 # /tmp/tenant_migrate-demo (wiping the one an earlier run left), loads the
 # repository's migrations/ folder, creates three tenants, rolls one back and
-# migrates it again, prints status along the way (every statement is echoed
-# before its result), then stops the cluster and leaves its data for a look.
+# migrates it again, isolates tenants with a tenant role and with row level
+# security on a shared table, prints status along the way (every statement is
+# echoed before its result), then stops the cluster and leaves its data for a
+# look.
 #
 #   bash tools/demo.sh
 #
@@ -80,8 +82,10 @@ CREATE EXTENSION tenant_migrate;
 SELECT tenant_migrations_load('$demo/migrations');
 SELECT version, name, scope FROM tenant_migration_scripts ORDER BY registered_at, version;
 
--- Shared scripts (migrations/shared/) run once, in public, unchanged.
+-- Shared scripts (migrations/shared/) run once, in public, unchanged;
+-- 0012 switches row level security on for public.billing_events.
 SELECT * FROM tenant_migrate_shared();
+SELECT tablename, policyname, qual FROM pg_policies WHERE tablename = 'billing_events';
 
 -- Three tenants: each gets its schema and every tenant migration, public.
 -- qualifiers rewritten to the tenant (the key's case is kept: "tenant_org_AbC").
@@ -103,13 +107,59 @@ SELECT * FROM tenant_migrate('tenant_globex');
 SELECT * FROM tenant_migration_status();
 SELECT * FROM tenant_migration_overview;
 
+-- Isolation, schema per tenant: a role per tenant, with its schema's tables
+-- (also those later migrations add) and nothing else.
+SELECT create_tenant_role('tenant_acme');
+SELECT create_tenant_role('tenant_globex');
+CREATE ROLE app_pool LOGIN;
+GRANT tenant_acme_role, tenant_globex_role TO app_pool;
+GRANT EXECUTE ON FUNCTION tenant_set(text, boolean) TO app_pool;
+GRANT SELECT, INSERT ON public.billing_events TO app_pool;
+GRANT USAGE ON SEQUENCE public.billing_events_id_seq TO app_pool;
+
 -- A new migration for every tenant, applied by a fleet run: shared scripts
 -- first, then each active tenant, one commit per tenant.
-SELECT tenant_migration_add('0012', 'add_user_nickname',
-       'ALTER TABLE public.users ADD COLUMN nickname text;',
-       'ALTER TABLE public.users DROP COLUMN nickname;');
+SELECT tenant_migration_add('0013', 'add_user_nickname',
+       'ALTER TABLE public.users ADD COLUMN nickname text;
+        CREATE TABLE public.saved_searches (id bigserial PRIMARY KEY, query text NOT NULL);',
+       'DROP TABLE public.saved_searches; ALTER TABLE public.users DROP COLUMN nickname;');
 CALL tenant_migrate_all();
 SELECT * FROM tenant_migration_overview;
+
+-- The application, as acme's role: its own tables, including the one the
+-- fleet run just added; another tenant's schema is refused.
+SET ROLE app_pool;
+BEGIN;
+SELECT tenant_set('tenant_acme', true);
+SET LOCAL ROLE tenant_acme_role;
+INSERT INTO saved_searches (query) VALUES ('senior rust engineer');
+SELECT current_user, * FROM saved_searches;
+COMMIT;
+\set ON_ERROR_STOP off
+BEGIN;
+SET LOCAL ROLE tenant_acme_role;
+SELECT count(*) FROM tenant_globex.saved_searches;
+ROLLBACK;
+\set ON_ERROR_STOP on
+RESET ROLE;
+
+-- Isolation, shared table: billing_events holds every tenant's rows; with row
+-- level security each session sees and writes only its tenant's.
+INSERT INTO public.billing_events (tenant_id, event_type, amount_cents) VALUES
+    ('acme', 'invoice_paid', 19900), ('acme', 'invoice_paid', 19900), ('globex', 'refund', -4900);
+SET ROLE app_pool;
+SELECT count(*) AS rows_without_a_tenant FROM public.billing_events;
+SELECT tenant_set('tenant_globex');
+SELECT tenant_id, event_type, amount_cents FROM public.billing_events;
+INSERT INTO public.billing_events (event_type) VALUES ('plan_changed');
+SELECT tenant_set('tenant_acme');
+SELECT tenant_id, event_type, amount_cents FROM public.billing_events;
+\set ON_ERROR_STOP off
+INSERT INTO public.billing_events (tenant_id, event_type) VALUES ('globex', 'refund');
+\set ON_ERROR_STOP on
+RESET ROLE;
+-- A superuser bypasses row level security: every tenant's rows.
+SELECT tenant_id, count(*) FROM public.billing_events GROUP BY 1 ORDER BY 1;
 SQL
 
 trap - EXIT

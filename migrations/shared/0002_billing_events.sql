@@ -1,9 +1,7 @@
 -- migrate:up
 -- Shared row-per-tenant table: one row per billing event of any tenant,
 -- keyed by tenant_id (the tenant key, e.g. 'org_xyz'). Scope: shared.
--- Operators may isolate it per tenant with
---   SELECT tenant_enable_rls('public.billing_events');
--- (left out here so the script does not depend on the extension).
+-- 0012 isolates it per tenant with row level security (tenant_enable_rls).
 
 CREATE TABLE public.billing_events (
     id           bigserial PRIMARY KEY,
