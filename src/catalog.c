@@ -131,6 +131,21 @@ tm_catalog_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 			 SPI_result_code_string(rc), sql);
 }
 
+void
+tm_exec_as_caller(const char *sql)
+{
+	int			nestlevel = NewGUCNestLevel();
+	int			rc;
+
+	(void) set_config_option("search_path", TM_CATALOG_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	rc = SPI_execute(sql, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
+	AtEOXact_GUC(true, nestlevel);
+}
+
 char *
 tm_spi_getstr(uint64 row, int col)
 {

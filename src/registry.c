@@ -220,8 +220,7 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 				 errhint("Use another tenant key, or drop the schema first.")));
 
 	/* as the caller, who owns the new schema */
-	if (SPI_execute(psprintf("CREATE SCHEMA %s", quote_identifier(schema)), false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "CREATE SCHEMA failed");
+	tm_exec_as_caller(psprintf("CREATE SCHEMA %s", quote_identifier(schema)));
 	nspoid = get_namespace_oid(schema, false);
 
 	if (!PG_ARGISNULL(1))

@@ -87,7 +87,6 @@ static void read_target(RlsTarget *t, Oid relid, const char *fn);
 static AttrNumber target_column(const RlsTarget *t, const char *column,
 								Oid *atttype, bool missing_ok);
 static char *tenant_expr(const char *column, Oid atttype, const char *setting);
-static void run_ddl(const char *sql);
 static Oid	policy_oid(Oid relid);
 static char *policy_turned_on(const char *comment);
 static bool other_policies(Oid relid, bool permissive_only);
@@ -334,21 +333,6 @@ tenant_expr(const char *column, Oid atttype, const char *setting)
 					format_type_be_qualified(atttype));
 }
 
-/* Runs one statement as the caller, with search_path pinned */
-static void
-run_ddl(const char *sql)
-{
-	int			nestlevel = NewGUCNestLevel();
-	int			rc;
-
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	rc = SPI_execute(sql, false, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
-	AtEOXact_GUC(true, nestlevel);
-}
-
 static Oid
 policy_oid(Oid relid)
 {
@@ -513,7 +497,7 @@ tenant_enable_rls(PG_FUNCTION_ARGS)
 			ereport(NOTICE,
 					(errmsg("replacing policy \"%s\" on %s", TM_POLICY_NAME, t.qualname),
 					 errdetail("It was made with other arguments (%s).", comment + strlen(TM_POLICY_MARK))));
-			run_ddl(psprintf("DROP POLICY %s ON %s", TM_POLICY_NAME, t.qualname));
+			tm_exec_as_caller(psprintf("DROP POLICY %s ON %s", TM_POLICY_NAME, t.qualname));
 		}
 	}
 	else
@@ -525,14 +509,14 @@ tenant_enable_rls(PG_FUNCTION_ARGS)
 	}
 
 	if (!t.rowsecurity || !t.forcerowsecurity)
-		run_ddl(psprintf("ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY",
+		tm_exec_as_caller(psprintf("ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY",
 						 t.qualname));
 	if (!OidIsValid(polid) || replace)
 	{
 		expr = tenant_expr(column, atttype, setting);
-		run_ddl(psprintf("CREATE POLICY %s ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)",
+		tm_exec_as_caller(psprintf("CREATE POLICY %s ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)",
 						 TM_POLICY_NAME, t.qualname, expr, expr));
-		run_ddl(psprintf("COMMENT ON POLICY %s ON %s IS %s", TM_POLICY_NAME, t.qualname,
+		tm_exec_as_caller(psprintf("COMMENT ON POLICY %s ON %s IS %s", TM_POLICY_NAME, t.qualname,
 						 quote_literal_cstr(psprintf("%s%s%s", mark, TM_POLICY_TURNED_ON, turned_on))));
 	}
 
@@ -592,9 +576,9 @@ tenant_disable_rls(PG_FUNCTION_ARGS)
 				 errdetail("tenant_disable_rls removes only what tenant_enable_rls made."),
 				 errhint("Drop that policy with DROP POLICY if it is no longer wanted.")));
 
-	run_ddl(psprintf("DROP POLICY %s ON %s", TM_POLICY_NAME, t.qualname));
+	tm_exec_as_caller(psprintf("DROP POLICY %s ON %s", TM_POLICY_NAME, t.qualname));
 	if (strstr(turned_on, "force") != NULL && t.forcerowsecurity)
-		run_ddl(psprintf("ALTER TABLE %s NO FORCE ROW LEVEL SECURITY", t.qualname));
+		tm_exec_as_caller(psprintf("ALTER TABLE %s NO FORCE ROW LEVEL SECURITY", t.qualname));
 	if (strstr(turned_on, "row level security") != NULL && t.rowsecurity)
 	{
 		if (other_policies(relid, false))
@@ -602,7 +586,7 @@ tenant_disable_rls(PG_FUNCTION_ARGS)
 					(errmsg("row level security stays enabled on %s", t.qualname),
 					 errdetail("The table has other policies, which disabling it would switch off.")));
 		else
-			run_ddl(psprintf("ALTER TABLE %s DISABLE ROW LEVEL SECURITY", t.qualname));
+			tm_exec_as_caller(psprintf("ALTER TABLE %s DISABLE ROW LEVEL SECURITY", t.qualname));
 	}
 	SPI_finish();
 	PG_RETURN_BOOL(true);
@@ -674,13 +658,13 @@ tenant_add_tenant_column(PG_FUNCTION_ARGS)
 	attnum = target_column(&t, column, &atttype, true);
 	if (attnum == InvalidAttrNumber)
 	{
-		run_ddl(psprintf("ALTER TABLE %s ADD COLUMN %s pg_catalog.text NOT NULL DEFAULT %s",
+		tm_exec_as_caller(psprintf("ALTER TABLE %s ADD COLUMN %s pg_catalog.text NOT NULL DEFAULT %s",
 						 t.qualname, qcol, quote_literal_cstr(default_tenant)));
-		run_ddl(psprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s",
+		tm_exec_as_caller(psprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s",
 						 t.qualname, qcol, default_expr));
 		attnum = target_column(&t, column, &atttype, false);
 		if (!column_has_leading_index(relid, attnum))
-			run_ddl(psprintf("CREATE INDEX ON %s (%s)", t.qualname, qcol));
+			tm_exec_as_caller(psprintf("CREATE INDEX ON %s (%s)", t.qualname, qcol));
 		SPI_finish();
 		PG_RETURN_BOOL(true);
 	}
@@ -699,20 +683,20 @@ tenant_add_tenant_column(PG_FUNCTION_ARGS)
 		if (!notnull)
 		{
 			/* the backfill: existing rows without a tenant get the default one */
-			run_ddl(psprintf("UPDATE %s SET %s = %s::%s WHERE %s IS NULL",
+			tm_exec_as_caller(psprintf("UPDATE %s SET %s = %s::%s WHERE %s IS NULL",
 							 t.qualname, qcol, quote_literal_cstr(default_tenant), type, qcol));
-			run_ddl(psprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", t.qualname, qcol));
+			tm_exec_as_caller(psprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", t.qualname, qcol));
 			changed = true;
 		}
 		if (!hasdef)
 		{
-			run_ddl(psprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s::%s",
+			tm_exec_as_caller(psprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s::%s",
 							 t.qualname, qcol, default_expr, type));
 			changed = true;
 		}
 		if (!column_has_leading_index(relid, attnum))
 		{
-			run_ddl(psprintf("CREATE INDEX ON %s (%s)", t.qualname, qcol));
+			tm_exec_as_caller(psprintf("CREATE INDEX ON %s (%s)", t.qualname, qcol));
 			changed = true;
 		}
 		if (!changed)

@@ -72,7 +72,6 @@ char	   *tm_tenant_role_group = NULL;
 
 static char *role_mark(const char *schema);
 static char *role_comment(Oid roleid);
-static void run_stmt(const char *sql);
 static void check_own_role(const char *role, Oid roleid, const char *schema);
 static bool name_in_list(List *names, const char *name);
 
@@ -164,21 +163,6 @@ name_in_list(List *names, const char *name)
 	return false;
 }
 
-/* Runs one statement as the caller, search_path pinned */
-static void
-run_stmt(const char *sql)
-{
-	int			nestlevel = NewGUCNestLevel();
-	int			rc;
-
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	rc = SPI_execute(sql, false, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
-	AtEOXact_GUC(true, nestlevel);
-}
-
 /*---- Creating ----*/
 
 char *
@@ -246,22 +230,22 @@ tm_create_tenant_role(const char *schema, Oid nspoid)
 		check_own_role(role, roleid, schema);
 	else
 	{
-		run_stmt(psprintf("CREATE ROLE %s NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT",
+		tm_exec_as_caller(psprintf("CREATE ROLE %s NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT",
 						  qrole));
-		run_stmt(psprintf("COMMENT ON ROLE %s IS %s", qrole, quote_literal_cstr(role_mark(schema))));
+		tm_exec_as_caller(psprintf("COMMENT ON ROLE %s IS %s", qrole, quote_literal_cstr(role_mark(schema))));
 	}
-	run_stmt(psprintf("ALTER ROLE %s IN DATABASE %s SET search_path TO %s",
+	tm_exec_as_caller(psprintf("ALTER ROLE %s IN DATABASE %s SET search_path TO %s",
 					  qrole, quote_identifier(get_database_name(MyDatabaseId)), qschema));
-	run_stmt(psprintf("GRANT USAGE ON SCHEMA %s TO %s", qschema, qrole));
-	run_stmt(psprintf("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO %s", qschema, qrole));
-	run_stmt(psprintf("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %s TO %s", qschema, qrole));
+	tm_exec_as_caller(psprintf("GRANT USAGE ON SCHEMA %s TO %s", qschema, qrole));
+	tm_exec_as_caller(psprintf("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO %s", qschema, qrole));
+	tm_exec_as_caller(psprintf("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %s TO %s", qschema, qrole));
 	foreach(lc, authors)
 	{
 		const char *a = (const char *) lfirst(lc);
 
-		run_stmt(psprintf("ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA %s GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %s",
+		tm_exec_as_caller(psprintf("ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA %s GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %s",
 						  quote_identifier(a), qschema, qrole));
-		run_stmt(psprintf("ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA %s GRANT USAGE, SELECT ON SEQUENCES TO %s",
+		tm_exec_as_caller(psprintf("ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA %s GRANT USAGE, SELECT ON SEQUENCES TO %s",
 						  quote_identifier(a), qschema, qrole));
 	}
 	if (tm_tenant_role_group != NULL && tm_tenant_role_group[0] != '\0')
@@ -271,7 +255,7 @@ tm_create_tenant_role(const char *schema, Oid nspoid)
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("role \"%s\" named by tenant_migrate.tenant_role_group does not exist", tm_tenant_role_group),
 					 errhint("Create it (CREATE ROLE %s NOLOGIN) or reset the setting.", quote_identifier(tm_tenant_role_group))));
-		run_stmt(psprintf("GRANT %s TO %s", quote_identifier(tm_tenant_role_group), qrole));
+		tm_exec_as_caller(psprintf("GRANT %s TO %s", quote_identifier(tm_tenant_role_group), qrole));
 	}
 	return role;
 }
@@ -325,12 +309,12 @@ tm_drop_tenant_role(const char *schema, bool missing_ok)
 											  quote_identifier(tm_spi_getstr(i, 1)), qschema,
 											  tm_spi_getstr(i, 2), qrole));
 		foreach(lc, defacl)
-			run_stmt((char *) lfirst(lc));
-		run_stmt(psprintf("REVOKE ALL ON ALL TABLES IN SCHEMA %s FROM %s", qschema, qrole));
-		run_stmt(psprintf("REVOKE ALL ON ALL SEQUENCES IN SCHEMA %s FROM %s", qschema, qrole));
-		run_stmt(psprintf("REVOKE ALL ON SCHEMA %s FROM %s", qschema, qrole));
+			tm_exec_as_caller((char *) lfirst(lc));
+		tm_exec_as_caller(psprintf("REVOKE ALL ON ALL TABLES IN SCHEMA %s FROM %s", qschema, qrole));
+		tm_exec_as_caller(psprintf("REVOKE ALL ON ALL SEQUENCES IN SCHEMA %s FROM %s", qschema, qrole));
+		tm_exec_as_caller(psprintf("REVOKE ALL ON SCHEMA %s FROM %s", qschema, qrole));
 	}
-	run_stmt(psprintf("DROP ROLE %s", qrole));
+	tm_exec_as_caller(psprintf("DROP ROLE %s", qrole));
 }
 
 /*---- SQL-callable ----*/

@@ -68,6 +68,13 @@ extern int	tm_max_workers;		/* fleet workers at once, server-wide */
 extern void tm_catalog_exec(const char *sql, int nargs, Oid *argtypes,
 							Datum *values, const char *nulls, int expect_rc);
 
+/*
+ * Runs one statement of the extension's own making (DDL built with
+ * quote_identifier) as the caller, with search_path pinned to pg_catalog,
+ * pg_temp: for what the caller must own or be allowed to do itself.
+ */
+extern void tm_exec_as_caller(const char *sql);
+
 /* Column col (1-based) of row of SPI_tuptable as a palloc'd C string, NULL if null. */
 extern char *tm_spi_getstr(uint64 row, int col);
 
