@@ -13,7 +13,9 @@ OBJS = \
 	src/audit.o \
 	src/status.o \
 	src/catalog.o \
-	src/guard.o
+	src/guard.o \
+	src/extnames.o \
+	src/copyin.o
 DATA = tenant_migrate--1.0.sql tenant_migrate--1.0--1.1.sql
 PGFILEDESC = "tenant_migrate - schema-per-tenant migrations inside PostgreSQL"
 
