@@ -157,8 +157,7 @@ typedef struct CompileState
 	const char *lextext;		/* the copy the parser and lexer read */
 	List	   *refusals;
 	int			top_offset;
-	int			nneutral;
-	StringInfoData neutral;		/* "line N: statement (why)" lines */
+	List	   *neutral;		/* Refusal: line, statement and why (msg) */
 } CompileState;
 
 static CompileState *compile_state = NULL;
@@ -202,6 +201,7 @@ static void collect_not_schema(Node *stmt, ScanCtx *ctx);
 static void append_commented(StringInfo buf, const char *text, int start,
 							 int end);
 static int	int_cmp(const void *a, const void *b);
+static int	refusal_cmp(const ListCell *a, const ListCell *b);
 static bool is_not_schema(const ScanCtx *ctx, const char *text, int offset);
 static void scan_text(const char *text, ScanCtx *ctx, ScanMode mode,
 					  int depth, SpanList *spans);
@@ -365,7 +365,6 @@ tm_script_compile(const char *sql, const TmKeepSet *keep, const char *what)
 
 	memset(&cs, 0, sizeof(cs));
 	cs.sql = sql;
-	initStringInfo(&cs.neutral);
 	compile_state = &cs;
 
 	memset(&ctx, 0, sizeof(ctx));
@@ -487,9 +486,21 @@ tm_script_compile(const char *sql, const TmKeepSet *keep, const char *what)
 						 "A balanced BEGIN; ... COMMIT; pair is accepted (the migration already runs in a transaction); remove the unmatched BEGIN.",
 						 sql, script->stmt_start[open_begin], script->stmt_end[open_begin]);
 
-	/* A BEGIN left unmatched is not skipped after all */
-	if (cs.nneutral > 0)
-		script->neutralised = cs.neutral.data;
+	if (cs.neutral != NIL)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		list_sort(cs.neutral, refusal_cmp);
+		foreach(lc, cs.neutral)
+		{
+			Refusal    *n = (Refusal *) lfirst(lc);
+
+			appendStringInfo(&buf, "%sline %d: %s (%s)", buf.len > 0 ? "\n" : "",
+							 n->line, n->stmt, n->msg);
+		}
+		script->neutralised = buf.data;
+	}
 
 	/* Predicted members of extensions the script creates are kept too */
 	if (keep != NULL)
@@ -883,14 +894,16 @@ static void
 note_neutral(const char *sql, int start, int end, const char *why)
 {
 	CompileState *cs = compile_state;
+	Refusal    *n;
 
 	if (cs == NULL)
 		return;
-	appendStringInfo(&cs->neutral, "%sline %d: %s (%s)",
-					 cs->nneutral > 0 ? "\n" : "",
-					 line_of(sql, first_token_offset(sql, start, end)),
-					 snippet(sql, start, end), why);
-	cs->nneutral++;
+	n = palloc0(sizeof(Refusal));
+	n->line = line_of(sql, first_token_offset(sql, start, end));
+	n->seq = list_length(cs->neutral);
+	n->stmt = snippet(sql, start, end);
+	n->msg = pstrdup(why);
+	cs->neutral = lappend(cs->neutral, n);
 }
 
 /*---- The first pass: what is not SQL ----*/
@@ -987,7 +1000,7 @@ prescan(const char *sql, Prescan *ps)
 				w++;
 			cmd = pnstrdup(sql + yylloc + 1, w - yylloc - 1);
 			if (stmt_first >= 0)
-				refuse_statement(ERRCODE_SYNTAX_ERROR,
+				refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
 								 psprintf("psql meta-command \\%s inside a statement", cmd),
 								 "End the statement with \";\" before the meta-command, or remove the meta-command.",
 								 sql, yylloc, eol);
@@ -1493,7 +1506,13 @@ changed_schema(Node *stmt)
 				{
 					Node	   *o = (Node *) lfirst(lc);
 
-					if (IsA(o, List))
+					/* a trigger, policy or rule: [schema.]table.name */
+					if (IsA(o, List) && (d->removeType == OBJECT_TRIGGER ||
+										 d->removeType == OBJECT_POLICY ||
+										 d->removeType == OBJECT_RULE))
+						s = list_length((List *) o) >= 3 ?
+							other_schema(strVal(linitial((List *) o))) : NULL;
+					else if (IsA(o, List))
 						s = other_schema(list_schema((List *) o));
 					else if (IsA(o, TypeName))
 						s = other_schema(list_schema(((TypeName *) o)->names));
@@ -2005,9 +2024,9 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 
 				if (k + 2 < b && tok_is_ident(&toks[k], "pg_catalog") && toks[k + 1].tok == '.')
 					k += 2;
-				if (k + 2 < b && toks[k + 2].tok != '(' && toks[k + 1].tok == TYPECAST &&
-					(tok_is_ident(&toks[k], "text") || tok_is_kw(&toks[k], "varchar") ||
-					 tok_is_kw(&toks[k], "name")))
+				if (k + 2 < b && toks[k + 1].tok == TYPECAST &&
+					(tok_is_kw(&toks[k], "text") || tok_is_ident(&toks[k], "text") ||
+					 tok_is_kw(&toks[k], "varchar") || tok_is_kw(&toks[k], "name")))
 				{
 					j = k + 2;
 					continue;
