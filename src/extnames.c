@@ -299,7 +299,7 @@ tm_keepset_add_registered_extensions(TmKeepSet *keep)
 
 	tm_catalog_exec("SELECT up_sql FROM public.tenant_migration_scripts"
 					" WHERE scope = 'tenant'"
-					"   AND up_sql OPERATOR(pg_catalog.~*) 'create\\s+extension'",
+					"   AND up_sql OPERATOR(pg_catalog.~*) 'create[[:space:]]+extension'",
 					0, NULL, NULL, NULL, SPI_OK_SELECT);
 	tuptable = SPI_tuptable;
 	n = SPI_processed;
