@@ -9,6 +9,11 @@
 \set setup :abs_srcdir '/test/setup.sql'
 \i :setup
 
+-- Earlier suites may have left the extensions this one creates
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS citext, pg_trgm CASCADE;
+RESET client_min_messages;
+
 -- What public holds before any tenant exists (compared at the end)
 -- (extension members and their array types aside)
 CREATE FUNCTION pg_temp.public_objects() RETURNS bigint LANGUAGE sql AS $$
