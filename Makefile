@@ -15,7 +15,9 @@ OBJS = \
 	src/catalog.o \
 	src/guard.o \
 	src/rls.o \
-	src/roles.o
+	src/roles.o \
+	src/extnames.o \
+	src/copyin.o
 DATA = tenant_migrate--1.0.sql tenant_migrate--1.0--1.1.sql
 PGFILEDESC = "tenant_migrate - schema-per-tenant migrations inside PostgreSQL"
 
@@ -24,7 +26,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 SHLIB_LINK += -lcrypto
 
 # Every test suite starts its own throwaway server (run as a non-root user).
-REGRESS = install versions scripts rewrite rewrite_apply rewrite_fuzz lifecycle rollback status errors privileges security load containment rls tenant_roles
+REGRESS = install versions scripts rewrite rewrite_apply rewrite_fuzz lifecycle rollback status errors privileges security load containment rls tenant_roles real_formats real_history
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
 ISOLATION = concurrent_migrate concurrent_all migrate_vs_rollback rls_sessions
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/regress.conf

@@ -8,7 +8,7 @@
  *
  *	VERSION_name.up.sql (+ VERSION_name.down.sql)	golang-migrate style
  *	VERSION_name.sql with "-- migrate:up" / "-- migrate:down" lines	dbmate
- *	VERSION_name/migration.sql (+ down.sql)			Prisma
+ *	VERSION_name/migration.sql (+ down.sql or rollback.sql)	Prisma
  *
  * Scripts in a "shared" subfolder (same layouts) get scope shared, the rest
  * scope tenant.  The folder tree is scanned first and checked as a whole
@@ -56,6 +56,7 @@ PG_FUNCTION_INFO_V1(tenant_migrations_load);
 #define LOAD_SHARED_FOLDER	"shared"
 #define LOAD_PRISMA_UP		"migration.sql"
 #define LOAD_PRISMA_DOWN	"down.sql"
+#define LOAD_PRISMA_ROLLBACK	"rollback.sql"
 
 typedef enum LoadLayout
 {
@@ -518,6 +519,20 @@ load_scan_folder(LoadState *state, const char *rel, const char *scope,
 			{
 				load_check_inside(state, down_full);
 				script->down_file = load_path_join(frel, LOAD_PRISMA_DOWN);
+			}
+			/* rollback.sql: a common name for the same thing */
+			down_full = load_path_join(full, LOAD_PRISMA_ROLLBACK);
+			if (load_is_regular_file(down_full))
+			{
+				if (script->down_file != NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+							 errmsg("migration folder \"%s\" has both %s and %s",
+									frel, LOAD_PRISMA_DOWN, LOAD_PRISMA_ROLLBACK),
+							 errdetail("Either file is read as the down script; with both, which one reverts the migration would be a guess."),
+							 errhint("Keep one of them.")));
+				load_check_inside(state, down_full);
+				script->down_file = load_path_join(frel, LOAD_PRISMA_ROLLBACK);
 			}
 			continue;
 		}

@@ -176,6 +176,8 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 	Oid			nspoid;
 	Name		result;
 	TmKeepSet  *keep;
+	TmScriptCache cache;
+	const char *create_tenant_hint = "create_tenant_schema() applies every script in the caller's one transaction; create the tenant with CALL create_tenant(tenant_key, display_name), which commits between scripts.";
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
@@ -231,8 +233,33 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 				" VALUES ($1::pg_catalog.name, $2, $3)",
 				3, argtypes, values, nulls, SPI_OK_INSERT);
 
+	/*
+	 * A history that needs commits between its scripts (a CONCURRENTLY
+	 * step, an enum value added by one script and used by a later one)
+	 * cannot be applied in the caller's one transaction.
+	 */
 	keep = tm_keepset_build();
-	(void) tm_apply_pending(schema, nspoid, false, NULL, keep, NULL);
+	cache.cxt = CurrentMemoryContext;
+	cache.entries = NIL;
+	tm_refuse_non_transactional(tm_pending_scripts(schema, false, NULL, keep, &cache),
+								schema, create_tenant_hint);
+	PG_TRY();
+	{
+		(void) tm_apply_pending(schema, nspoid, false, NULL, keep, &cache);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cache.cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_UNSAFE_NEW_ENUM_VALUE_USAGE)
+			PG_RE_THROW();
+		FlushErrorState();
+		edata->hint = pstrdup(create_tenant_hint);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
 	if (tm_create_tenant_roles)
 		(void) tm_create_tenant_role(schema, nspoid);
 

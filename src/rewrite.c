@@ -32,10 +32,14 @@
 
 #include "tenant_migrate.h"
 
+#include "catalog/namespace.h"
+#include "commands/defrem.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "mb/pg_wchar.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "parser/scanner.h"
@@ -125,7 +129,50 @@ typedef struct ScanCtx
 {
 	const TmKeepSet *keep;
 	const char *what;			/* for error messages */
+	const char *top;			/* the top-level text being scanned */
+	int			nnotschema;		/* offsets in top of "public" tokens that */
+	int		   *notschema;		/* name a table or alias, not the schema */
 } ScanCtx;
+
+/* A statement refused while compiling; all are reported at once */
+typedef struct Refusal
+{
+	int			sqlstate;
+	char	   *msg;
+	const char *hint;
+	int			line;
+	int			seq;
+	char	   *stmt;
+} Refusal;
+
+/*
+ * One compile: the script's text, the refusals found so far, and the
+ * offset of the top-level statement being scanned (refusals inside a DO
+ * body are reported at the line of their statement).  Compiles do not
+ * nest; tm_script_compile() sets it and clears it.
+ */
+typedef struct CompileState
+{
+	const char *sql;			/* the original text */
+	const char *lextext;		/* the copy the parser and lexer read */
+	List	   *refusals;
+	int			top_offset;
+	List	   *neutral;		/* Refusal: line, statement and why (msg) */
+} CompileState;
+
+static CompileState *compile_state = NULL;
+
+/* What the first pass found outside SQL: rows of COPY, psql meta-commands */
+typedef struct Prescan
+{
+	char	   *text;			/* sql with those ranges blanked */
+	int			ngaps;
+	int		   *gap_start;		/* in order; rows of a COPY or a meta-command */
+	int		   *gap_end;
+	bool	   *gap_is_meta;
+	int		   *gap_semi;		/* rows: offset of the COPY's ";" */
+	int		   *gap_rows_end;	/* rows: end of the rows, before the \. line */
+} Prescan;
 
 /* Error context while compiling: names the script, places syntax errors */
 typedef struct CompileErrCtx
@@ -137,7 +184,25 @@ typedef struct CompileErrCtx
 /*---- Local functions ----*/
 
 static void compile_error_callback(void *arg);
-static void check_statement(Node *stmt, const char *sql, int start, int end);
+static uint8 check_statement(Node *stmt, const char *sql, int start, int end,
+							 TmScript *script, int idx, int *open_begin);
+static void prescan(const char *sql, Prescan *ps);
+static void gap_add(Prescan *ps, int start, int end, bool meta, int semi,
+					int rows_end);
+static void blank_range(char *text, int start, int end);
+static int	line_of(const char *text, int offset);
+static int	first_token_offset(const char *text, int start, int end);
+static void note_neutral(const char *sql, int start, int end, const char *why);
+static void report_refusals(void);
+static bool is_search_path_boilerplate(VariableSetStmt *v);
+static bool is_set_config_header(Node *stmt);
+static const char *changed_schema(Node *stmt);
+static void collect_not_schema(Node *stmt, ScanCtx *ctx);
+static void append_commented(StringInfo buf, const char *text, int start,
+							 int end);
+static int	int_cmp(const void *a, const void *b);
+static int	refusal_cmp(const ListCell *a, const ListCell *b);
+static bool is_not_schema(const ScanCtx *ctx, const char *text, int offset);
 static void scan_text(const char *text, ScanCtx *ctx, ScanMode mode,
 					  int depth, SpanList *spans);
 static void scan_statement(const char *text, LexToken *toks, int a, int b,
@@ -255,7 +320,9 @@ tm_keepset_build(void)
 	}
 	keep->nnames = n;
 	qsort(keep->names, n, sizeof(char *), name_cmp);
-	return keep;
+
+	/* and what extensions that registered scripts create will add */
+	return tm_keepset_add_registered_extensions(keep);
 }
 
 static bool
@@ -275,12 +342,19 @@ tm_script_compile(const char *sql, const TmKeepSet *keep, const char *what)
 	TmScript   *script = palloc0(sizeof(TmScript));
 	ErrorContextCallback errcb;
 	CompileErrCtx errctx;
+	CompileState cs;
+	Prescan		ps;
 	List	   *raw;
 	ListCell   *lc;
 	int			len = strlen(sql);
 	int			i = 0;
+	int			g = 0;
+	int			open_begin = -1;
+	int			nelided = 0;
+	ScanCtx		ctx;
 
 	script->sql = sql;
+	script->what = what;
 
 	errctx.sql = sql;
 	errctx.what = what;
@@ -289,35 +363,156 @@ tm_script_compile(const char *sql, const TmKeepSet *keep, const char *what)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+	memset(&cs, 0, sizeof(cs));
+	cs.sql = sql;
+	compile_state = &cs;
 
-	script->what = what;
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.keep = keep;
+	ctx.what = what;
+
+	/* Rows of COPY ... FROM STDIN and psql meta-commands are not SQL */
+	prescan(sql, &ps);
+	cs.lextext = ps.text;
+	ctx.top = ps.text;
+
+	raw = raw_parser(ps.text, RAW_PARSE_DEFAULT);
+
 	script->nstmts = list_length(raw);
 	script->stmt_start = palloc(sizeof(int) * (script->nstmts + 1));
 	script->stmt_end = palloc(sizeof(int) * (script->nstmts + 1));
 	script->creates_extension = palloc0(sizeof(bool) * (script->nstmts + 1));
+	script->stmt_action = palloc0(sizeof(uint8) * (script->nstmts + 1));
+	script->copy_start = palloc0(sizeof(int) * (script->nstmts + 1));
+	script->copy_end = palloc0(sizeof(int) * (script->nstmts + 1));
+	script->stmt_note = palloc0(sizeof(char *) * (script->nstmts + 1));
+	script->elided_start = palloc(sizeof(int) * (script->nstmts + ps.ngaps + 1));
+	script->elided_end = palloc(sizeof(int) * (script->nstmts + ps.ngaps + 1));
 	foreach(lc, raw)
 	{
 		RawStmt    *rs = lfirst_node(RawStmt, lc);
 		int			start = rs->stmt_location;
 		int			end = rs->stmt_len > 0 ? start + rs->stmt_len : len;
+		const char *other;
 
 		CHECK_FOR_INTERRUPTS();
-		check_statement(rs->stmt, sql, start, end);
-		script->creates_extension[i] = IsA(rs->stmt, CreateExtensionStmt);
+
+		/*
+		 * Rows of a COPY and meta-commands before the statement belong to no
+		 * statement; a meta-command is shown as a comment in the whole text.
+		 */
+		for (; g < ps.ngaps && ps.gap_start[g] < end; g++)
+		{
+			if (ps.gap_start[g] >= start)
+				start = Max(start, ps.gap_end[g]);
+			if (ps.gap_is_meta[g])
+			{
+				script->elided_start[nelided] = ps.gap_start[g];
+				script->elided_end[nelided++] = ps.gap_end[g];
+			}
+		}
+
 		script->stmt_start[i] = start;
 		script->stmt_end[i] = end;
+		script->creates_extension[i] = IsA(rs->stmt, CreateExtensionStmt);
+		script->stmt_action[i] = check_statement(rs->stmt, sql, start, end,
+												 script, i, &open_begin);
+		if (script->stmt_action[i] == TM_STMT_COPY_IN)
+		{
+			int			k;
+
+			/* its rows follow its ";" */
+			for (k = 0; k < ps.ngaps; k++)
+				if (!ps.gap_is_meta[k] && ps.gap_semi[k] == end)
+				{
+					script->copy_start[i] = ps.gap_start[k];
+					script->copy_end[i] = ps.gap_rows_end[k];
+					break;
+				}
+			if (k == ps.ngaps)
+				refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
+								 "COPY ... FROM STDIN must end with \";\" and be followed by its rows",
+								 "Write the rows on the lines after the COPY statement and end them with a line holding only \\., as pg_dump does.",
+								 sql, start, end);
+		}
+		if (script->stmt_action[i] == TM_STMT_SKIP)
+		{
+			int			first = first_token_offset(sql, start, end);
+			int			stop = end;
+			int			k = end;
+
+			/* the ";" too, when nothing else follows on its line */
+			if (k < len && sql[k] == ';')
+			{
+				k++;
+				while (k < len && (sql[k] == ' ' || sql[k] == '\t' || sql[k] == '\r'))
+					k++;
+				if (k == len || sql[k] == '\n')
+					stop = end + 1;
+			}
+			script->elided_start[nelided] = first;
+			script->elided_end[nelided++] = stop;
+			/* the lexer pass finds nothing to rewrite or refuse there */
+			blank_range(ps.text, start, end);
+		}
+
+		other = changed_schema(rs->stmt);
+		if (other != NULL)
+		{
+			int			line = line_of(sql, first_token_offset(sql, start, end));
+
+			script->stmt_note[i] =
+				psprintf("statement %d (line %d) changes schema \"%s\", which is outside the tenant and shared by all tenants",
+						 i + 1, line, other);
+			script->warnings = lappend(script->warnings,
+									   psprintf("line %d changes schema \"%s\": %s",
+												line, other, snippet(sql, start, end)));
+		}
+		if (keep != NULL)
+			collect_not_schema(rs->stmt, &ctx);
 		i++;
 	}
+	for (; g < ps.ngaps; g++)
+		if (ps.gap_is_meta[g])
+		{
+			script->elided_start[nelided] = ps.gap_start[g];
+			script->elided_end[nelided++] = ps.gap_end[g];
+		}
+	script->nelided = nelided;
+
+	if (open_begin >= 0)
+		refuse_statement(ERRCODE_INVALID_TRANSACTION_TERMINATION,
+						 "BEGIN without a matching COMMIT is not allowed in a migration",
+						 "A balanced BEGIN; ... COMMIT; pair is accepted (the migration already runs in a transaction); remove the unmatched BEGIN.",
+						 sql, script->stmt_start[open_begin], script->stmt_end[open_begin]);
+
+	if (cs.neutral != NIL)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		list_sort(cs.neutral, refusal_cmp);
+		foreach(lc, cs.neutral)
+		{
+			Refusal    *n = (Refusal *) lfirst(lc);
+
+			appendStringInfo(&buf, "%sline %d: %s (%s)", buf.len > 0 ? "\n" : "",
+							 n->line, n->stmt, n->msg);
+		}
+		script->neutralised = buf.data;
+	}
+
+	/* Predicted members of extensions the script creates are kept too */
+	if (keep != NULL)
+		ctx.keep = tm_keepset_with_created_extensions(keep, raw);
 
 	/* The lexer pass also refuses set_config('search_path', ...) and friends */
 	{
 		SpanList	spans = {0};
-		ScanCtx		ctx;
 
-		ctx.keep = keep;
-		ctx.what = what;
-		scan_text(sql, &ctx, SCAN_TOP, 0, &spans);
+		if (ctx.nnotschema > 1)
+			qsort(ctx.notschema, ctx.nnotschema, sizeof(int), int_cmp);
+		scan_text(ps.text, &ctx, SCAN_TOP, 0, &spans);
 		if (keep != NULL && spans.n > 0)
 		{
 			SpanSort   *sorted = palloc(sizeof(SpanSort) * spans.n);
@@ -350,8 +545,44 @@ tm_script_compile(const char *sql, const TmKeepSet *keep, const char *what)
 		}
 	}
 
+	/* Elided ranges were found in order, statements first per gap */
+	if (script->nelided > 1)
+	{
+		SpanSort   *sorted = palloc(sizeof(SpanSort) * script->nelided);
+		int			k;
+
+		for (k = 0; k < script->nelided; k++)
+		{
+			sorted[k].start = script->elided_start[k];
+			sorted[k].end = script->elided_end[k];
+			sorted[k].flags = 0;
+		}
+		qsort(sorted, script->nelided, sizeof(SpanSort), span_cmp);
+		for (k = 0; k < script->nelided; k++)
+		{
+			script->elided_start[k] = sorted[k].start;
+			script->elided_end[k] = sorted[k].end;
+		}
+	}
+
+	report_refusals();
+	compile_state = NULL;
 	error_context_stack = errcb.previous;
 	return script;
+}
+
+/*
+ * The raw parse trees of a script that compiles (a registered one): rows
+ * of COPY and psql meta-commands set aside as tm_script_compile() does.
+ */
+List *
+tm_script_raw_statements(const char *sql)
+{
+	Prescan		ps;
+
+	compile_state = NULL;
+	prescan(sql, &ps);
+	return raw_parser(ps.text, RAW_PARSE_DEFAULT);
 }
 
 /*
@@ -390,7 +621,8 @@ tm_script_render(const TmScript *script, int stmt, const char *schema)
 				pos,
 				lo,
 				hi,
-				k;
+				e,
+				ei;
 
 	if (stmt < 0)
 	{
@@ -420,37 +652,516 @@ tm_script_render(const TmScript *script, int stmt, const char *schema)
 			hi = mid;
 	}
 
+	/* The whole text shows skipped statements and meta-commands as comments */
+	e = 0;
+	if (stmt < 0)
+		e = script->nelided;
 	initStringInfo(&buf);
 	pos = start;
-	for (k = lo; quoted != NULL && k < script->nspans; k++)
+	ei = 0;
+	for (;;)
 	{
+		bool		span_next = (quoted != NULL && lo < script->nspans &&
+								 script->span_end[lo] <= end);
+		bool		elided_next = (ei < e);
+
 		CHECK_FOR_INTERRUPTS();
-		if (script->span_end[k] > end)
+		if (elided_next && span_next &&
+			script->span_start[lo] < script->elided_start[ei])
+			elided_next = false;
+		if (elided_next)
+		{
+			appendBinaryStringInfo(&buf, script->sql + pos, script->elided_start[ei] - pos);
+			append_commented(&buf, script->sql, script->elided_start[ei], script->elided_end[ei]);
+			pos = script->elided_end[ei];
+			ei++;
+		}
+		else if (span_next)
+		{
+			appendBinaryStringInfo(&buf, script->sql + pos, script->span_start[lo] - pos);
+			append_spliced(&buf, schema, quoted, script->span_flags[lo]);
+			pos = script->span_end[lo];
+			lo++;
+		}
+		else
 			break;
-		appendBinaryStringInfo(&buf, script->sql + pos, script->span_start[k] - pos);
-		append_spliced(&buf, schema, quoted, script->span_flags[k]);
-		pos = script->span_end[k];
 	}
 	appendBinaryStringInfo(&buf, script->sql + pos, end - pos);
 	return buf.data;
 }
 
+/*
+ * text[start, end) as line comments saying it is skipped; a line break
+ * after them unless one follows anyway.
+ */
+static void
+append_commented(StringInfo buf, const char *text, int start, int end)
+{
+	int			k;
+
+	appendStringInfoString(buf, "-- tenant_migrate skipped: ");
+	for (k = start; k < end; k++)
+	{
+		appendStringInfoChar(buf, text[k]);
+		if (text[k] == '\n' && k + 1 < end)
+			appendStringInfoString(buf, "-- ");
+	}
+	if (text[end] != '\0' && text[end] != '\n' && text[end - 1] != '\n')
+		appendStringInfoChar(buf, '\n');
+}
+
+/*
+ * NOTICE once per script: which statements compile neutralised, and why
+ * nothing is lost.
+ */
+void
+tm_script_notice_neutralised(const TmScript *script)
+{
+	if (script->neutralised == NULL)
+		return;
+	ereport(NOTICE,
+			(errmsg("skipping tool boilerplate in %s", script->what),
+			 errdetail("tenant_migrate sets search_path and settings for each migration itself and runs it in a transaction, so these lines change nothing:\n%s",
+					   script->neutralised)));
+}
+
+/* WARNING per statement of a tenant script that changes another schema */
+void
+tm_script_warn_other_schemas(const TmScript *script)
+{
+	ListCell   *lc;
+
+	foreach(lc, script->warnings)
+		ereport(WARNING,
+				(errmsg("%s changes a schema other than public", script->what),
+				 errdetail("At %s", (char *) lfirst(lc)),
+				 errhint("Every tenant runs the script, so the first tenant changes that schema and later ones find it changed (and may fail); move the statement to a shared migration (scope => 'shared'), or name public or no schema.")));
+}
+
 /*---- Refusing statements ----*/
 
+/*
+ * Notes a refused statement; report_refusals() raises one error for all of
+ * them, each with its line, so that a file is fixed in one round.
+ */
 static void
 refuse_statement(int sqlstate, const char *msg, const char *hint,
 				 const char *text, int start, int end)
 {
-	ereport(ERROR,
-			(errcode(sqlstate),
-			 errmsg("%s", msg),
-			 errdetail("The statement is: %s", snippet(text, start, end)),
-			 errhint("%s", hint)));
+	CompileState *cs = compile_state;
+	Refusal    *r;
+
+	if (cs == NULL)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("%s", msg),
+				 errdetail("The statement is: %s", snippet(text, start, end)),
+				 errhint("%s", hint)));
+
+	r = palloc(sizeof(Refusal));
+	r->sqlstate = sqlstate;
+	r->msg = pstrdup(msg);
+	r->hint = hint;
+	r->seq = list_length(cs->refusals);
+	if (text == cs->lextext || text == cs->sql)
+	{
+		r->line = line_of(cs->sql, first_token_offset(cs->sql, start, end));
+		r->stmt = snippet(cs->sql, start, end);
+	}
+	else
+	{
+		/* inside a DO body: the line of its top-level statement */
+		r->line = line_of(cs->sql, cs->top_offset);
+		r->stmt = snippet(text, start, end);
+	}
+	cs->refusals = lappend(cs->refusals, r);
 }
 
-/* Parse-tree checks; a statement that passes here can run under SPI */
+static int
+refusal_cmp(const ListCell *a, const ListCell *b)
+{
+	const Refusal *ra = (const Refusal *) lfirst(a);
+	const Refusal *rb = (const Refusal *) lfirst(b);
+
+	if (ra->line != rb->line)
+		return ra->line - rb->line;
+	return ra->seq - rb->seq;
+}
+
 static void
-check_statement(Node *stmt, const char *sql, int start, int end)
+report_refusals(void)
+{
+	CompileState *cs = compile_state;
+	StringInfoData detail;
+	StringInfoData hints;
+	ListCell   *lc;
+	Refusal    *first;
+	int			n;
+
+	if (cs == NULL || cs->refusals == NIL)
+		return;
+	list_sort(cs->refusals, refusal_cmp);
+	first = (Refusal *) linitial(cs->refusals);
+	n = list_length(cs->refusals);
+	if (n == 1)
+		ereport(ERROR,
+				(errcode(first->sqlstate),
+				 errmsg("%s", first->msg),
+				 errdetail("The statement at line %d is: %s", first->line, first->stmt),
+				 errhint("%s", first->hint)));
+
+	initStringInfo(&detail);
+	initStringInfo(&hints);
+	foreach(lc, cs->refusals)
+	{
+		Refusal    *r = (Refusal *) lfirst(lc);
+		ListCell   *prev;
+		bool		seen = false;
+
+		appendStringInfo(&detail, "%sLine %d: %s: %s",
+						 detail.len > 0 ? "\n" : "", r->line, r->msg, r->stmt);
+		foreach(prev, cs->refusals)
+		{
+			if (prev == lc)
+				break;
+			if (strcmp(((Refusal *) lfirst(prev))->hint, r->hint) == 0)
+				seen = true;
+		}
+		if (!seen)
+			appendStringInfo(&hints, "%s%s", hints.len > 0 ? "\n" : "", r->hint);
+	}
+	ereport(ERROR,
+			(errcode(first->sqlstate),
+			 errmsg("%d statements cannot run in a migration", n),
+			 errdetail("%s", detail.data),
+			 errhint("%s", hints.data)));
+}
+
+/* 1-based line of text[offset] */
+static int
+line_of(const char *text, int offset)
+{
+	int			line = 1;
+	int			k;
+
+	for (k = 0; k < offset && text[k] != '\0'; k++)
+		if (text[k] == '\n')
+			line++;
+	return line;
+}
+
+/* Offset of the first token in text[start, end): blanks and comments skipped */
+static int
+first_token_offset(const char *text, int start, int end)
+{
+	const char *p = text + start;
+	const char *e = text + end;
+
+	for (;;)
+	{
+		while (p < e && isspace((unsigned char) *p))
+			p++;
+		if (p + 1 < e && p[0] == '-' && p[1] == '-')
+		{
+			while (p < e && *p != '\n')
+				p++;
+		}
+		else if (p + 1 < e && p[0] == '/' && p[1] == '*')
+		{
+			const char *c = strstr(p + 2, "*/");
+
+			p = (c && c + 2 <= e) ? c + 2 : e;
+		}
+		else
+			break;
+	}
+	return p - text;
+}
+
+/* Blanks text[start, end), line breaks kept so that lines still count */
+static void
+blank_range(char *text, int start, int end)
+{
+	int			k;
+
+	for (k = start; k < end; k++)
+		if (text[k] != '\n')
+			text[k] = ' ';
+}
+
+/* Records a neutralised statement for the NOTICE */
+static void
+note_neutral(const char *sql, int start, int end, const char *why)
+{
+	CompileState *cs = compile_state;
+	Refusal    *n;
+
+	if (cs == NULL)
+		return;
+	n = palloc0(sizeof(Refusal));
+	n->line = line_of(sql, first_token_offset(sql, start, end));
+	n->seq = list_length(cs->neutral);
+	n->stmt = snippet(sql, start, end);
+	n->msg = pstrdup(why);
+	cs->neutral = lappend(cs->neutral, n);
+}
+
+/*---- The first pass: what is not SQL ----*/
+
+static void
+gap_add(Prescan *ps, int start, int end, bool meta, int semi, int rows_end)
+{
+	if (ps->ngaps % 16 == 0)
+	{
+		int			cap = ps->ngaps + 16;
+
+		if (ps->ngaps == 0)
+		{
+			ps->gap_start = palloc(sizeof(int) * cap);
+			ps->gap_end = palloc(sizeof(int) * cap);
+			ps->gap_is_meta = palloc(sizeof(bool) * cap);
+			ps->gap_semi = palloc(sizeof(int) * cap);
+			ps->gap_rows_end = palloc(sizeof(int) * cap);
+		}
+		else
+		{
+			ps->gap_start = repalloc(ps->gap_start, sizeof(int) * cap);
+			ps->gap_end = repalloc(ps->gap_end, sizeof(int) * cap);
+			ps->gap_is_meta = repalloc(ps->gap_is_meta, sizeof(bool) * cap);
+			ps->gap_semi = repalloc(ps->gap_semi, sizeof(int) * cap);
+			ps->gap_rows_end = repalloc(ps->gap_rows_end, sizeof(int) * cap);
+		}
+	}
+	ps->gap_start[ps->ngaps] = start;
+	ps->gap_end[ps->ngaps] = end;
+	ps->gap_is_meta[ps->ngaps] = meta;
+	ps->gap_semi[ps->ngaps] = semi;
+	ps->gap_rows_end[ps->ngaps] = rows_end;
+	ps->ngaps++;
+}
+
+/* Only blanks between the start of its line and text[offset]? */
+static bool
+at_line_start(const char *text, int offset)
+{
+	while (offset > 0 && (text[offset - 1] == ' ' || text[offset - 1] == '\t'))
+		offset--;
+	return offset == 0 || text[offset - 1] == '\n';
+}
+
+/*
+ * Lexes the script once to find what the server's parser cannot read: the
+ * rows after COPY ... FROM STDIN (up to a line "\."), and psql
+ * meta-commands on lines of their own (pg_dump's \restrict and \unrestrict,
+ * neutralised; any other is refused).  Both are blanked in ps->text, which
+ * the parser and the rewriting pass read instead of sql; offsets stay the
+ * same.  The lexer scans a copy of the text in place, so blanking its copy
+ * ahead of the current token keeps it from lexing the rows at all (they
+ * may hold quotes or numbers that are no SQL tokens).
+ */
+static void
+prescan(const char *sql, Prescan *ps)
+{
+	core_yyscan_t scanner;
+	core_yy_extra_type yyextra;
+	core_YYSTYPE yylval;
+	YYLTYPE		yylloc;
+	int			len = strlen(sql);
+	int			stmt_first = -1;
+	bool		is_copy = false;
+	bool		prev_from = false;
+	bool		from_stdin = false;
+	int			skip_until = -1;
+
+	memset(ps, 0, sizeof(Prescan));
+	ps->text = pstrdup(sql);
+	scanner = scanner_init(sql, &yyextra, &ScanKeywords, ScanKeywordTokens);
+	for (;;)
+	{
+		int			tok;
+
+		CHECK_FOR_INTERRUPTS();
+		tok = core_yylex(&yylval, &yylloc, scanner);
+		if (tok == 0)
+			break;
+		if (yylloc < skip_until)
+			continue;
+
+		if (tok == '\\' && at_line_start(sql, yylloc) &&
+			isalpha((unsigned char) sql[yylloc + 1]))
+		{
+			int			eol = yylloc;
+			int			w = yylloc + 1;
+			char	   *cmd;
+
+			while (eol < len && sql[eol] != '\n')
+				eol++;
+			while (w < eol && isalpha((unsigned char) sql[w]))
+				w++;
+			cmd = pnstrdup(sql + yylloc + 1, w - yylloc - 1);
+			if (stmt_first >= 0)
+				refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
+								 psprintf("psql meta-command \\%s inside a statement", cmd),
+								 "End the statement with \";\" before the meta-command, or remove the meta-command.",
+								 sql, yylloc, eol);
+			else if (strcmp(cmd, "restrict") == 0 || strcmp(cmd, "unrestrict") == 0)
+				note_neutral(sql, yylloc, eol, "psql meta-command of pg_dump");
+			else
+				refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
+								 psprintf("psql meta-command \\%s cannot run in a migration", cmd),
+								 "A migration runs SQL statements on the server, not in psql; remove the meta-command.",
+								 sql, yylloc, eol);
+			/* yylloc + 1 is where the lexer holds its next byte */
+			blank_range(yyextra.scanbuf, yylloc + 2, eol);
+			blank_range(ps->text, yylloc, eol);
+			gap_add(ps, yylloc, eol, true, -1, -1);
+			skip_until = eol;
+			continue;
+		}
+
+		if (stmt_first < 0)
+		{
+			stmt_first = yylloc;
+			is_copy = (tok == COPY);
+			prev_from = false;
+			from_stdin = false;
+		}
+		else if (is_copy)
+		{
+			if (tok == STDIN && prev_from)
+				from_stdin = true;
+			prev_from = (tok == FROM);
+		}
+		if (tok != ';')
+			continue;
+
+		if (is_copy && from_stdin)
+		{
+			int			p = yylloc + 1;
+			int			rows;
+			int			rows_end = -1;
+			int			block_end = len;
+
+			while (p < len && sql[p] != '\n')
+				p++;
+			rows = Min(p + 1, len);
+			p = rows;
+			while (p < len)
+			{
+				int			le = p;
+				int			ce;
+
+				while (le < len && sql[le] != '\n')
+					le++;
+				ce = le;
+				if (ce > p && sql[ce - 1] == '\r')
+					ce--;
+				if (ce - p == 2 && sql[p] == '\\' && sql[p + 1] == '.')
+				{
+					rows_end = p;
+					block_end = le;
+					break;
+				}
+				p = le + 1;
+			}
+			if (rows_end < 0)
+			{
+				refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
+								 "the rows of COPY ... FROM STDIN do not end with a line \\.",
+								 "End the rows with a line holding only \\., as pg_dump does.",
+								 sql, stmt_first, yylloc);
+				rows_end = len;
+			}
+			if (rows < block_end)
+			{
+				blank_range(yyextra.scanbuf, rows, block_end);
+				blank_range(ps->text, rows, block_end);
+			}
+			gap_add(ps, rows, block_end, false, yylloc, rows_end);
+			skip_until = block_end;
+		}
+		stmt_first = -1;
+		is_copy = false;
+	}
+	scanner_finish(scanner);
+}
+
+/*---- Parse-tree checks ----*/
+
+/* Is this a plain string constant equal to val? */
+static bool
+const_is_string(Node *n, const char *val)
+{
+	return n != NULL && IsA(n, A_Const) && !((A_Const *) n)->isnull &&
+		IsA(&((A_Const *) n)->val, String) &&
+		strcmp(strVal(&((A_Const *) n)->val), val) == 0;
+}
+
+/*
+ * pg_dump's header line SELECT pg_catalog.set_config('search_path', '',
+ * false): exactly that, nothing else in the statement.
+ */
+static bool
+is_set_config_header(Node *stmt)
+{
+	SelectStmt *sel;
+	ResTarget  *rt;
+	FuncCall   *fc;
+	Node	   *last;
+
+	if (!IsA(stmt, SelectStmt))
+		return false;
+	sel = (SelectStmt *) stmt;
+	if (sel->op != SETOP_NONE || sel->fromClause != NIL || sel->whereClause ||
+		sel->withClause || sel->valuesLists != NIL || sel->intoClause ||
+		sel->groupClause != NIL || sel->havingClause || sel->sortClause != NIL ||
+		sel->limitCount || sel->lockingClause != NIL ||
+		list_length(sel->targetList) != 1)
+		return false;
+	rt = (ResTarget *) linitial(sel->targetList);
+	if (rt->name != NULL || rt->val == NULL || !IsA(rt->val, FuncCall))
+		return false;
+	fc = (FuncCall *) rt->val;
+	if (list_length(fc->funcname) > 2 ||
+		strcmp(strVal(llast(fc->funcname)), "set_config") != 0 ||
+		(list_length(fc->funcname) == 2 &&
+		 strcmp(strVal(linitial(fc->funcname)), "pg_catalog") != 0) ||
+		list_length(fc->args) != 3 || fc->agg_order != NIL || fc->agg_filter ||
+		fc->over || fc->agg_star || fc->agg_distinct || fc->func_variadic)
+		return false;
+	last = (Node *) lthird(fc->args);
+	return const_is_string(linitial(fc->args), "search_path") &&
+		const_is_string(lsecond(fc->args), "") &&
+		IsA(last, A_Const) && !((A_Const *) last)->isnull &&
+		IsA(&((A_Const *) last)->val, Boolean) &&
+		!boolVal(&((A_Const *) last)->val);
+}
+
+/*
+ * SET search_path = public, pg_catalog (pg_dump before 10) and SET
+ * search_path TO "$user", public (the last line of Rails' structure.sql).
+ */
+static bool
+is_search_path_boilerplate(VariableSetStmt *v)
+{
+	if (v->kind != VAR_SET_VALUE || v->is_local || v->name == NULL ||
+		pg_strcasecmp(v->name, "search_path") != 0 || list_length(v->args) != 2)
+		return false;
+	return (const_is_string(linitial(v->args), "public") &&
+			const_is_string(lsecond(v->args), "pg_catalog")) ||
+		(const_is_string(linitial(v->args), "$user") &&
+		 const_is_string(lsecond(v->args), "public"));
+}
+
+/*
+ * Parse-tree checks.  Returns what the runner does with the statement
+ * (TM_STMT_*); refusals are noted (refuse_statement), neutralised
+ * statements too (note_neutral), and the script's flags are set.
+ * *open_begin is the index of a BEGIN waiting for its COMMIT, or -1.
+ */
+static uint8
+check_statement(Node *stmt, const char *sql, int start, int end,
+				TmScript *script, int idx, int *open_begin)
 {
 	const char *notx_hint = "A migration runs inside a transaction; run this statement outside tenant_migrate, or use its transactional form.";
 	char		msg[256];
@@ -458,21 +1169,76 @@ check_statement(Node *stmt, const char *sql, int start, int end)
 	switch (nodeTag(stmt))
 	{
 		case T_TransactionStmt:
-			snprintf(msg, sizeof(msg), "%s is not allowed in a migration",
-					 CreateCommandName(stmt));
-			refuse_statement(ERRCODE_INVALID_TRANSACTION_TERMINATION, msg,
-							 "Each migration already runs in a transaction of its own; remove BEGIN, COMMIT, ROLLBACK and SAVEPOINT statements.",
-							 sql, start, end);
-			break;
+			{
+				TransactionStmt *t = (TransactionStmt *) stmt;
+
+				if ((t->kind == TRANS_STMT_BEGIN || t->kind == TRANS_STMT_START) &&
+					t->options == NIL)
+				{
+					if (*open_begin >= 0)
+					{
+						refuse_statement(ERRCODE_INVALID_TRANSACTION_TERMINATION,
+										 "nested BEGIN is not allowed in a migration",
+										 "A balanced BEGIN; ... COMMIT; pair is accepted (the migration already runs in a transaction); remove the inner BEGIN.",
+										 sql, start, end);
+						return TM_STMT_RUN;
+					}
+					*open_begin = idx;
+					return TM_STMT_SKIP;
+				}
+				if (t->kind == TRANS_STMT_COMMIT && !t->chain)
+				{
+					if (*open_begin < 0)
+					{
+						refuse_statement(ERRCODE_INVALID_TRANSACTION_TERMINATION,
+										 "COMMIT without a matching BEGIN is not allowed in a migration",
+										 "A balanced BEGIN; ... COMMIT; pair is accepted (the migration already runs in a transaction); remove the unmatched COMMIT.",
+										 sql, start, end);
+						return TM_STMT_RUN;
+					}
+					note_neutral(sql, script->stmt_start[*open_begin],
+								 script->stmt_end[*open_begin],
+								 "the migration already runs in a transaction");
+					note_neutral(sql, start, end, "the migration commits when it is done");
+					*open_begin = -1;
+					return TM_STMT_SKIP;
+				}
+				snprintf(msg, sizeof(msg), "%s is not allowed in a migration",
+						 CreateCommandName(stmt));
+				refuse_statement(ERRCODE_INVALID_TRANSACTION_TERMINATION, msg,
+								 "Each migration already runs in a transaction of its own; a balanced BEGIN; ... COMMIT; pair is accepted, remove ROLLBACK, SAVEPOINT and transaction modes.",
+								 sql, start, end);
+				break;
+			}
 		case T_VariableSetStmt:
 			{
 				VariableSetStmt *v = (VariableSetStmt *) stmt;
 
+				if (v->kind == VAR_RESET_ALL)
+				{
+					note_neutral(sql, start, end, "settings are restored after each migration");
+					return TM_STMT_SKIP;
+				}
+				if (is_search_path_boilerplate(v))
+				{
+					note_neutral(sql, start, end, "search_path is set by tenant_migrate");
+					return TM_STMT_SKIP;
+				}
+				/* pg_dump 17's header; PostgreSQL 15 does not know it */
+				if (v->kind == VAR_SET_VALUE && !v->is_local && v->name != NULL &&
+					pg_strcasecmp(v->name, "transaction_timeout") == 0 &&
+					list_length(v->args) == 1 && IsA(linitial(v->args), A_Const) &&
+					((IsA(&((A_Const *) linitial(v->args))->val, Integer) &&
+					  intVal(&((A_Const *) linitial(v->args))->val) == 0) ||
+					 const_is_string(linitial(v->args), "0")))
+				{
+					note_neutral(sql, start, end, "pg_dump 17 header; no timeout is the default");
+					return TM_STMT_SKIP;
+				}
 				/* setting names are case-insensitive: SET "Search_Path" too */
-				if (v->kind == VAR_RESET_ALL || is_guarded_setting(v->name))
+				if (is_guarded_setting(v->name))
 				{
 					snprintf(msg, sizeof(msg), "a migration must not change %s",
-							 v->kind == VAR_RESET_ALL ? "all settings" :
 							 pg_strcasecmp(v->name, "search_path") == 0 ? "search_path" : "the current role");
 					refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED, msg,
 									 "tenant_migrate sets search_path to the tenant schema and public for each migration and runs it as the calling role; remove the statement.",
@@ -480,6 +1246,13 @@ check_statement(Node *stmt, const char *sql, int start, int end)
 				}
 				break;
 			}
+		case T_SelectStmt:
+			if (is_set_config_header(stmt))
+			{
+				note_neutral(sql, start, end, "search_path is set by tenant_migrate");
+				return TM_STMT_SKIP;
+			}
+			break;
 		case T_AlterRoleSetStmt:
 		case T_AlterDatabaseSetStmt:
 			/* stored settings outlive the migration and reach every tenant */
@@ -488,17 +1261,36 @@ check_statement(Node *stmt, const char *sql, int start, int end)
 							 "Settings stored with ALTER ROLE or ALTER DATABASE outlive the migration and apply to every session; change them once, outside tenant_migrate.",
 							 sql, start, end);
 			break;
+		case T_AlterEnumStmt:
+			if (((AlterEnumStmt *) stmt)->oldVal == NULL)
+				script->adds_enum_values = true;
+			break;
+		case T_CreateExtensionStmt:
+			{
+				ListCell   *lc;
+
+				foreach(lc, ((CreateExtensionStmt *) stmt)->options)
+					if (strcmp(((DefElem *) lfirst(lc))->defname, "schema") == 0)
+						return TM_STMT_RUN;
+				return TM_STMT_EXTENSION;
+			}
 		case T_IndexStmt:
-			if (((IndexStmt *) stmt)->concurrent)
-				refuse_statement(ERRCODE_ACTIVE_SQL_TRANSACTION,
-								 "CREATE INDEX CONCURRENTLY cannot run inside a migration",
-								 notx_hint, sql, start, end);
+			if (((IndexStmt *) stmt)->concurrent && !script->non_transactional)
+			{
+				script->non_transactional = true;
+				script->non_transactional_stmt =
+					psprintf("line %d: %s", line_of(sql, first_token_offset(sql, start, end)),
+							 snippet(sql, start, end));
+			}
 			break;
 		case T_DropStmt:
-			if (((DropStmt *) stmt)->concurrent)
-				refuse_statement(ERRCODE_ACTIVE_SQL_TRANSACTION,
-								 "DROP INDEX CONCURRENTLY cannot run inside a migration",
-								 notx_hint, sql, start, end);
+			if (((DropStmt *) stmt)->concurrent && !script->non_transactional)
+			{
+				script->non_transactional = true;
+				script->non_transactional_stmt =
+					psprintf("line %d: %s", line_of(sql, first_token_offset(sql, start, end)),
+							 snippet(sql, start, end));
+			}
 			break;
 		case T_ReindexStmt:
 			{
@@ -511,13 +1303,20 @@ check_statement(Node *stmt, const char *sql, int start, int end)
 					DefElem    *opt = (DefElem *) lfirst(lc);
 
 					if (strcmp(opt->defname, "concurrently") == 0)
-						concurrently = true;
+						concurrently = defGetBoolean(opt);
 				}
-				if (concurrently || r->kind == REINDEX_OBJECT_DATABASE ||
+				if (r->kind == REINDEX_OBJECT_DATABASE ||
 					r->kind == REINDEX_OBJECT_SYSTEM)
 					refuse_statement(ERRCODE_ACTIVE_SQL_TRANSACTION,
 									 "this REINDEX cannot run inside a migration",
 									 notx_hint, sql, start, end);
+				else if (concurrently && !script->non_transactional)
+				{
+					script->non_transactional = true;
+					script->non_transactional_stmt =
+						psprintf("line %d: %s", line_of(sql, first_token_offset(sql, start, end)),
+								 snippet(sql, start, end));
+				}
 				break;
 			}
 		case T_VacuumStmt:
@@ -543,9 +1342,12 @@ check_statement(Node *stmt, const char *sql, int start, int end)
 					if ((cmd->subtype == AT_DetachPartition &&
 						 ((PartitionCmd *) cmd->def)->concurrent) ||
 						cmd->subtype == AT_DetachPartitionFinalize)
+					{
 						refuse_statement(ERRCODE_ACTIVE_SQL_TRANSACTION,
 										 "DETACH PARTITION CONCURRENTLY cannot run inside a migration",
 										 notx_hint, sql, start, end);
+						break;
+					}
 				}
 				break;
 			}
@@ -569,16 +1371,238 @@ check_statement(Node *stmt, const char *sql, int start, int end)
 			{
 				CopyStmt   *c = (CopyStmt *) stmt;
 
+				if (c->is_from && c->filename == NULL && !c->is_program &&
+					c->relation != NULL)
+					return TM_STMT_COPY_IN;
 				if (c->filename == NULL && !c->is_program)
 					refuse_statement(ERRCODE_FEATURE_NOT_SUPPORTED,
-									 "COPY to or from the client cannot run inside a migration",
-									 "Load data with INSERT statements instead.",
+									 "COPY to the client cannot run inside a migration",
+									 "A migration has no client to send rows to; remove the statement.",
 									 sql, start, end);
 				break;
 			}
 		default:
 			break;
 	}
+	return TM_STMT_RUN;
+}
+
+/*---- Schemas a statement changes ----*/
+
+/* The schema of a qualified name list (schema.name, db.schema.name), or NULL */
+static const char *
+list_schema(List *names)
+{
+	if (list_length(names) == 2 && IsA(linitial(names), String))
+		return strVal(linitial(names));
+	if (list_length(names) == 3 && IsA(lsecond(names), String))
+		return strVal(lsecond(names));
+	return NULL;
+}
+
+/* NULL unless schema names a schema other than public (and pg_temp) */
+static const char *
+other_schema(const char *schema)
+{
+	if (schema == NULL || strcmp(schema, "public") == 0 ||
+		strcmp(schema, "pg_temp") == 0)
+		return NULL;
+	return schema;
+}
+
+/*
+ * The schema other than public that a DDL statement creates, alters or
+ * drops something in (the relation a trigger or policy is put on counts),
+ * or NULL.  Read from the parse tree, so only what the text names: a DO
+ * block or a function called can change anything.
+ */
+static const char *
+changed_schema(Node *stmt)
+{
+	const char *s = NULL;
+	ListCell   *lc;
+
+	switch (nodeTag(stmt))
+	{
+		case T_CreateSchemaStmt:
+			{
+				CreateSchemaStmt *c = (CreateSchemaStmt *) stmt;
+
+				if (c->schemaname == NULL)
+					return (c->authrole && c->authrole->rolename) ?
+						c->authrole->rolename : "named after the role";
+				return other_schema(c->schemaname);
+			}
+		case T_CreateStmt:
+			return other_schema(((CreateStmt *) stmt)->relation->schemaname);
+		case T_AlterTableStmt:
+			return other_schema(((AlterTableStmt *) stmt)->relation->schemaname);
+		case T_CreateTrigStmt:
+			return other_schema(((CreateTrigStmt *) stmt)->relation->schemaname);
+		case T_IndexStmt:
+			return other_schema(((IndexStmt *) stmt)->relation->schemaname);
+		case T_RuleStmt:
+			return other_schema(((RuleStmt *) stmt)->relation->schemaname);
+		case T_CreatePolicyStmt:
+			return other_schema(((CreatePolicyStmt *) stmt)->table->schemaname);
+		case T_AlterPolicyStmt:
+			return other_schema(((AlterPolicyStmt *) stmt)->table->schemaname);
+		case T_ViewStmt:
+			return other_schema(((ViewStmt *) stmt)->view->schemaname);
+		case T_CreateSeqStmt:
+			return other_schema(((CreateSeqStmt *) stmt)->sequence->schemaname);
+		case T_AlterSeqStmt:
+			return other_schema(((AlterSeqStmt *) stmt)->sequence->schemaname);
+		case T_CreateTableAsStmt:
+			return other_schema(((CreateTableAsStmt *) stmt)->into->rel->schemaname);
+		case T_CompositeTypeStmt:
+			return other_schema(((CompositeTypeStmt *) stmt)->typevar->schemaname);
+		case T_CreateFunctionStmt:
+			return other_schema(list_schema(((CreateFunctionStmt *) stmt)->funcname));
+		case T_DefineStmt:
+			return other_schema(list_schema(((DefineStmt *) stmt)->defnames));
+		case T_CreateEnumStmt:
+			return other_schema(list_schema(((CreateEnumStmt *) stmt)->typeName));
+		case T_AlterEnumStmt:
+			return other_schema(list_schema(((AlterEnumStmt *) stmt)->typeName));
+		case T_CreateRangeStmt:
+			return other_schema(list_schema(((CreateRangeStmt *) stmt)->typeName));
+		case T_CreateDomainStmt:
+			return other_schema(list_schema(((CreateDomainStmt *) stmt)->domainname));
+		case T_RenameStmt:
+			{
+				RenameStmt *r = (RenameStmt *) stmt;
+
+				if (r->relation)
+					return other_schema(r->relation->schemaname);
+				if (r->object && IsA(r->object, List))
+					return other_schema(list_schema((List *) r->object));
+				return NULL;
+			}
+		case T_AlterObjectSchemaStmt:
+			{
+				AlterObjectSchemaStmt *a = (AlterObjectSchemaStmt *) stmt;
+
+				if (a->relation && (s = other_schema(a->relation->schemaname)) != NULL)
+					return s;
+				if (a->object && IsA(a->object, List) &&
+					(s = other_schema(list_schema((List *) a->object))) != NULL)
+					return s;
+				return other_schema(a->newschema);
+			}
+		case T_DropStmt:
+			{
+				DropStmt   *d = (DropStmt *) stmt;
+
+				if (d->removeType == OBJECT_SCHEMA)
+				{
+					foreach(lc, d->objects)
+						if (IsA(lfirst(lc), String) &&
+							(s = other_schema(strVal(lfirst(lc)))) != NULL)
+							return s;
+					return NULL;
+				}
+				foreach(lc, d->objects)
+				{
+					Node	   *o = (Node *) lfirst(lc);
+
+					/* a trigger, policy or rule: [schema.]table.name */
+					if (IsA(o, List) && (d->removeType == OBJECT_TRIGGER ||
+										 d->removeType == OBJECT_POLICY ||
+										 d->removeType == OBJECT_RULE))
+						s = list_length((List *) o) >= 3 ?
+							other_schema(strVal(linitial((List *) o))) : NULL;
+					else if (IsA(o, List))
+						s = other_schema(list_schema((List *) o));
+					else if (IsA(o, TypeName))
+						s = other_schema(list_schema(((TypeName *) o)->names));
+					else if (IsA(o, ObjectWithArgs))
+						s = other_schema(list_schema(((ObjectWithArgs *) o)->objname));
+					if (s != NULL)
+						return s;
+				}
+				return NULL;
+			}
+		default:
+			return NULL;
+	}
+}
+
+/*---- "public" that is not the schema ----*/
+
+static bool
+not_schema_walker(Node *node, void *context)
+{
+	ScanCtx    *ctx = (ScanCtx *) context;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, ColumnRef))
+	{
+		ColumnRef  *c = (ColumnRef *) node;
+
+		/*
+		 * public.x in an expression is a column x of a table or alias named
+		 * public (FROM public.t AS public), never schema public: a column
+		 * of a schema-qualified table takes three names.
+		 */
+		if (list_length(c->fields) == 2 && IsA(linitial(c->fields), String) &&
+			strcmp(strVal(linitial(c->fields)), "public") == 0 && c->location >= 0)
+		{
+			if (ctx->nnotschema % 16 == 0)
+				ctx->notschema = ctx->notschema == NULL ?
+					palloc(sizeof(int) * 16) :
+					repalloc(ctx->notschema, sizeof(int) * (ctx->nnotschema + 16));
+			ctx->notschema[ctx->nnotschema++] = c->location;
+		}
+		return false;
+	}
+	return raw_expression_tree_walker(node, not_schema_walker, context);
+}
+
+/* Offsets of "public" that is not the schema in a top-level statement */
+static void
+collect_not_schema(Node *stmt, ScanCtx *ctx)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_SelectStmt:
+		case T_InsertStmt:
+		case T_UpdateStmt:
+		case T_DeleteStmt:
+			(void) not_schema_walker(stmt, ctx);
+			break;
+		case T_ViewStmt:
+			(void) not_schema_walker(((ViewStmt *) stmt)->query, ctx);
+			break;
+		case T_CreateTableAsStmt:
+			(void) not_schema_walker(((CreateTableAsStmt *) stmt)->query, ctx);
+			break;
+		case T_CreatePolicyStmt:
+			(void) not_schema_walker(((CreatePolicyStmt *) stmt)->qual, ctx);
+			(void) not_schema_walker(((CreatePolicyStmt *) stmt)->with_check, ctx);
+			break;
+		default:
+			break;
+	}
+}
+
+static int
+int_cmp(const void *a, const void *b)
+{
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
+
+	return (x > y) - (x < y);
+}
+
+static bool
+is_not_schema(const ScanCtx *ctx, const char *text, int offset)
+{
+	if (text != ctx->top || ctx->nnotschema == 0)
+		return false;
+	return bsearch(&offset, ctx->notschema, ctx->nnotschema, sizeof(int),
+				   int_cmp) != NULL;
 }
 
 /*---- Scanning with the server's lexer ----*/
@@ -677,8 +1701,14 @@ object_name(const char *text, const LexToken *t)
 {
 	if (t->tok == IDENT || t->is_kw)
 		return t->str;
-	/* an operator: OPERATOR(public.<->) */
-	if (t->tok == Op || (t->tok < 256 && strchr("+-/<>=~!@#%^&|`?", t->tok)))
+	/* an operator: OPERATOR(public.<->); the lexer has tokens of its own for some */
+	if (t->tok == NOT_EQUALS)
+		return "<>";
+	if (t->tok == LESS_EQUALS)
+		return "<=";
+	if (t->tok == GREATER_EQUALS)
+		return ">=";
+	if (t->tok == Op || (t->tok < 256 && t->tok > 0 && strchr("+-*/<>=~!@#%^&|`?", t->tok)))
 		return pnstrdup(text + t->start, t->end - t->start);
 	return NULL;
 }
@@ -810,6 +1840,10 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 					  pg_strcasecmp(language, "sql") == 0 ||
 					  pg_strcasecmp(language, "plpgsql") == 0);
 
+	/* refusals in the bodies inside are reported at this statement's line */
+	if (compile_state != NULL && text == ctx->top)
+		compile_state->top_offset = toks[a].start;
+
 	/*
 	 * Code that runs now (a DO block) must not change search_path or the
 	 * role behind the runner's back, nor end the transaction.  Top-level
@@ -880,10 +1914,28 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 		const LexToken *t = &toks[i];
 
 		CHECK_FOR_INTERRUPTS();
+
+		/* U&"public".t, also with a UESCAPE clause */
+		if (t->tok == UIDENT && kind != STMT_EXTENSION)
+		{
+			char	   *v = token_value(toks, i, b);
+			int			j = i + 1;
+
+			if (j + 1 < b && tok_is_kw(&toks[j], "uescape"))
+				j += 2;
+			if (v != NULL && strcmp(v, "public") == 0 && j + 1 < b &&
+				toks[j].tok == '.' &&
+				!keep_contains(ctx->keep, object_name(text, &toks[j + 1])))
+				ident_span_add(text, spans, t->start, toks[j - 1].end);
+			continue;
+		}
+
 		if (tok_is_public(t))
 		{
 			if (kind == STMT_EXTENSION)
 				continue;		/* extensions live in public for everyone */
+			if (is_not_schema(ctx, text, t->start))
+				continue;		/* FROM public.t AS public: the alias */
 			if (i + 1 < b && toks[i + 1].tok == '.')
 			{
 				if (i + 2 < b &&
@@ -961,11 +2013,26 @@ scan_statement(const char *text, LexToken *toks, int a, int b,
 			continue;
 		}
 
-		/* 'public.t'::regclass, ::pg_catalog.regclass */
+		/* 'public.t'::regclass, ::pg_catalog.regclass, 'public.t'::text::regclass */
 		if (i + 2 < b && toks[i + 1].tok == TYPECAST)
 		{
 			int			j = i + 2;
 
+			for (;;)
+			{
+				int			k = j;
+
+				if (k + 2 < b && tok_is_ident(&toks[k], "pg_catalog") && toks[k + 1].tok == '.')
+					k += 2;
+				if (k + 2 < b && toks[k + 1].tok == TYPECAST &&
+					(tok_is_kw(&toks[k], "text") || tok_is_ident(&toks[k], "text") ||
+					 tok_is_kw(&toks[k], "varchar") || tok_is_kw(&toks[k], "name")))
+				{
+					j = k + 2;
+					continue;
+				}
+				break;
+			}
 			if (j + 2 < b && tok_is_ident(&toks[j], "pg_catalog") && toks[j + 1].tok == '.')
 				j += 2;
 			if (toks[j].tok == IDENT && is_reg_type(toks[j].str))
@@ -1136,36 +2203,10 @@ add_literal_span(const char *text, const LexToken *t, const TmKeepSet *keep,
 {
 	const char *val = t->str;
 	const char *raw = text + t->start;
-	int			plen;
+	int			vlen = strlen(val);
+	int		   *map = NULL;
 	int			q;
-
-	if (pg_strncasecmp(val, "public", 6) == 0 && (whole_value ? val[6] == '\0' : val[6] == '.'))
-		plen = 6;
-	else if (strncmp(val, "\"public\"", 8) == 0 && (whole_value ? val[8] == '\0' : val[8] == '.'))
-		plen = 8;
-	else
-		return;
-
-	if (!whole_value && keep != NULL)
-	{
-		const char *obj = val + plen + 1;
-		char	   *name;
-
-		if (*obj == '"')
-		{
-			const char *close = strchr(obj + 1, '"');
-
-			name = close ? pnstrdup(obj + 1, close - obj - 1) : NULL;
-		}
-		else
-		{
-			int			n = strcspn(obj, ".(");
-
-			name = downcase_identifier(obj, n, false, false);
-		}
-		if (keep_contains(keep, name))
-			return;
-	}
+	int			pos = 0;
 
 	if (raw[0] == '\'')
 		q = 1;
@@ -1175,10 +2216,85 @@ add_literal_span(const char *text, const LexToken *t, const TmKeepSet *keep,
 		q = (strchr(raw + 1, '$') - raw) + 1;
 	else
 		return;
-	if (strncmp(raw + q, val, plen) != 0)
-		return;
-	span_add(spans, t->start + q, t->start + q + plen,
-			 span_quote_outer(0, literal_quote_kind(raw)));
+
+	/*
+	 * The name at the start, and in 'f(public.mood, int)'::regprocedure or
+	 * '<>(public.citext, public.citext)'::regoperator each argument type.
+	 */
+	while (pos < vlen)
+	{
+		int			plen = 0;
+		int			src;
+
+		CHECK_FOR_INTERRUPTS();
+		if (pg_strncasecmp(val + pos, "public", 6) == 0 &&
+			(whole_value ? val[pos + 6] == '\0' : val[pos + 6] == '.'))
+			plen = 6;
+		else if (strncmp(val + pos, "\"public\"", 8) == 0 &&
+				 (whole_value ? val[pos + 8] == '\0' : val[pos + 8] == '.'))
+			plen = 8;
+
+		if (plen > 0 && !whole_value && keep != NULL)
+		{
+			const char *obj = val + pos + plen + 1;
+			char	   *name;
+
+			if (*obj == '"')
+			{
+				const char *close = strchr(obj + 1, '"');
+
+				name = close ? pnstrdup(obj + 1, close - obj - 1) : NULL;
+			}
+			else
+			{
+				int			n = strcspn(obj, ".(), ");
+
+				name = downcase_identifier(obj, n, false, false);
+			}
+			if (keep_contains(keep, name))
+				plen = 0;
+		}
+
+		if (plen > 0)
+		{
+			/* only where the literal's text holds those bytes verbatim */
+			if (raw[0] == '$')
+				src = t->start + q + pos;
+			else
+			{
+				int			k;
+
+				if (map == NULL)
+					map = map_quoted_literal(text, t, val, vlen);
+				src = map[pos];
+				for (k = 0; k < plen; k++)
+					if (map[pos + k] < 0 || map[pos + k] != src + k)
+						src = -1;
+			}
+			if (src >= 0 && strncmp(text + src, val + pos, plen) == 0)
+				span_add(spans, src, src + plen,
+						 span_quote_outer(0, literal_quote_kind(raw)));
+		}
+
+		if (whole_value)
+			break;
+		/* the next argument: after "(" or "," and blanks */
+		pos += strcspn(val + pos, "(,\"");
+		while (pos < vlen && val[pos] == '"')
+		{
+			const char *close = strchr(val + pos + 1, '"');
+
+			pos = close ? close - val + 1 : vlen;
+			pos += strcspn(val + pos, "(,\"");
+		}
+		if (pos >= vlen)
+			break;
+		pos++;
+		while (pos < vlen && val[pos] == ' ')
+			pos++;
+	}
+	if (map != NULL)
+		pfree(map);
 }
 
 /*---- Small helpers ----*/
@@ -1487,6 +2603,7 @@ tenant_migration_rewrite(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	keep = tm_keepset_build();
 	script = tm_script_compile(sql, keep, "script passed to tenant_migration_rewrite()");
+	tm_script_notice_neutralised(script);
 	result = tm_script_render(script, -1, schema);
 
 	/* SPI_finish frees what was allocated while connected */

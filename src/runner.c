@@ -582,12 +582,16 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 
 	for (i = 0; i < script->nstmts; i++)
 	{
-		char	   *sql = tm_script_render(script, i, rewrite ? schema : NULL);
+		char	   *sql;
 		bool		new_extension = script->creates_extension[i];
 
+		/* neutralised tool boilerplate (rewrite.c) */
+		if (script->stmt_action[i] == TM_STMT_SKIP)
+			continue;
+		sql = tm_script_render(script, i, rewrite ? schema : NULL);
 		PG_TRY();
 		{
-			int			rc = SPI_execute(sql, false, 0);
+			int			rc = tm_execute_statement(script, i, sql, !shared);
 
 			/* SPI returns in its own context; stay in ours */
 			MemoryContextSwitchTo(oldcxt);
@@ -963,6 +967,48 @@ tm_run_audited(const char *schema, Oid nspoid, bool shared, bool revert,
 	return steps;
 }
 
+/*
+ * A script that cannot run inside a transaction block (CONCURRENTLY) is
+ * refused before anything runs by the calls that run in the caller's
+ * transaction; hint says what to run instead.
+ */
+void
+tm_refuse_non_transactional(List *pending, const char *schema, const char *hint)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending)
+	{
+		TmPending  *p = (TmPending *) lfirst(lc);
+
+		if (p->up != NULL && p->up->non_transactional)
+			ereport(ERROR,
+					(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+					 errmsg("migration %s (%s) cannot run inside a transaction block", p->version, p->name),
+					 errdetail("Its up script runs a step that PostgreSQL runs only outside a transaction block, at %s. Nothing was applied to \"%s\".",
+							   p->up->non_transactional_stmt, schema),
+					 errhint("%s", hint)));
+	}
+}
+
+/*
+ * In PG_CATCH: the error again, with hint if it is an enum value used in
+ * the transaction that added it (PostgreSQL refuses that until a commit).
+ */
+static void
+rethrow_enum_hint(MemoryContext cxt, const char *hint)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	if (edata->sqlerrcode != ERRCODE_UNSAFE_NEW_ENUM_VALUE_USAGE)
+		PG_RE_THROW();
+	FlushErrorState();
+	edata->hint = pstrdup(hint);
+	ReThrowError(edata);
+}
+
 /* tenant_migrate(tenant_schema text, target_version text DEFAULT NULL) */
 Datum
 tenant_migrate(PG_FUNCTION_ARGS)
@@ -970,6 +1016,9 @@ tenant_migrate(PG_FUNCTION_ARGS)
 	char	   *schema = tm_schema_arg(fcinfo);
 	char	   *target = arg_cstring(fcinfo, 1);
 	TmTenant	tenant;
+	TmKeepSet  *keep;
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *volatile steps = NIL;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (target != NULL)
@@ -979,8 +1028,22 @@ tenant_migrate(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	tm_tenant_lookup(schema, &tenant);
 	tm_check_target(target, TM_SCOPE_TENANT);
-	put_steps(fcinfo, tm_run_audited(tenant.schema, tenant.nspoid, false, false,
-									 target, tm_keepset_build()));
+	keep = tm_keepset_build();
+	tm_refuse_non_transactional(tm_pending_scripts(tenant.schema, false, target, keep, NULL),
+								tenant.schema,
+								psprintf("tenant_migrate() runs in the caller's transaction; apply this tenant with CALL tenant_migrate_all(tenants => ARRAY['%s']), which runs such a script statement by statement, or apply the versions before it with tenant_migrate(tenant_schema, target_version).",
+										 tenant.schema));
+	PG_TRY();
+	{
+		steps = tm_run_audited(tenant.schema, tenant.nspoid, false, false,
+							   target, keep);
+	}
+	PG_CATCH();
+	{
+		rethrow_enum_hint(cxt, "A new enum value can be used only after the transaction that added it commits: apply the versions up to the one that adds it with tenant_migrate(tenant_schema, target_version), commit, then apply the rest.");
+	}
+	PG_END_TRY();
+	put_steps(fcinfo, steps);
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -998,6 +1061,9 @@ tenant_migrate_shared(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	tm_check_target(target, TM_SCOPE_SHARED);
+	tm_refuse_non_transactional(tm_pending_scripts(TM_SHARED_SCHEMA, true, target, NULL, NULL),
+								TM_SHARED_SCHEMA,
+								"tenant_migrate_shared() runs in the caller's transaction; apply shared scripts with CALL tenant_migrate_all(), which runs such a script statement by statement.");
 	put_steps(fcinfo, tm_run_audited(TM_SHARED_SCHEMA, tm_public_namespace(), true, false,
 									 target, NULL));
 	SPI_finish();

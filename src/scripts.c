@@ -182,6 +182,8 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 	Datum		vkey = CStringGetTextDatum(version);
 	Datum		deps;
 	bool		exists;
+	TmScript   *up;
+	TmScript   *down = NULL;
 
 	/* Everything is checked before anything is written */
 	tm_version_check(version, "migration version");
@@ -196,11 +198,6 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 				 errmsg("invalid migration scope \"%s\"", scope),
 				 errdetail("The scope is \"tenant\" (applied to every tenant schema) or \"shared\" (applied once to public)."),
 				 errhint("Pass scope => 'tenant' or scope => 'shared'.")));
-	if (is_blank(up_sql))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("up_sql of migration %s is empty", version),
-				 errhint("Pass the SQL that applies the migration.")));
 
 	foreach(lc, depends_on)
 	{
@@ -225,10 +222,14 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 		lfirst(lc) = tm_spi_getstr(0, 1);
 	}
 
-	/* Malformed SQL and statements the runner would refuse fail here */
-	(void) tm_script_compile(up_sql, NULL, psprintf("up script of migration %s", version));
+	/*
+	 * Malformed SQL and statements the runner would refuse fail here (all
+	 * of them at once, rewrite.c); an empty or comment-only script is a
+	 * no-op, as generated histories have them.
+	 */
+	up = tm_script_compile(up_sql, NULL, psprintf("up script of migration %s", version));
 	if (down_sql != NULL)
-		(void) tm_script_compile(down_sql, NULL, psprintf("down script of migration %s", version));
+		down = tm_script_compile(down_sql, NULL, psprintf("down script of migration %s", version));
 
 	checksum = tm_checksum(up_sql, strlen(up_sql));
 	*checksum_out = checksum;
@@ -326,6 +327,21 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 						"   checksum = EXCLUDED.checksum, depends_on = EXCLUDED.depends_on,"
 						"   registered_at = pg_catalog.now()",
 						8, argtypes, values, nulls, SPI_OK_INSERT);
+	}
+
+	/* Said once, when the script is registered or changed */
+	if (up->nstmts == 0)
+		ereport(NOTICE,
+				(errmsg("up script of migration %s has no statements", version),
+				 errdetail("It is registered and applied as a no-op.")));
+	tm_script_notice_neutralised(up);
+	if (down != NULL)
+		tm_script_notice_neutralised(down);
+	if (strcmp(scope, TM_SCOPE_TENANT) == 0)
+	{
+		tm_script_warn_other_schemas(up);
+		if (down != NULL)
+			tm_script_warn_other_schemas(down);
 	}
 	return exists ? TM_SCRIPT_CHANGED : TM_SCRIPT_NEW;
 }

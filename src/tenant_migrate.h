@@ -173,11 +173,30 @@ typedef struct TmKeepSet
 
 extern TmKeepSet *tm_keepset_build(void);
 
+/* Raw parse trees of a script that compiles (rows of COPY set aside) */
+extern List *tm_script_raw_statements(const char *sql);
+
+/*---- Names extensions will create (extnames.c) ----*/
+
+/* keep plus what the not yet installed extensions raw creates will add */
+extern TmKeepSet *tm_keepset_with_created_extensions(const TmKeepSet *keep,
+													 List *raw);
+
+/* keep plus the same for CREATE EXTENSION in registered tenant scripts */
+extern TmKeepSet *tm_keepset_add_registered_extensions(TmKeepSet *keep);
+
 /*
  * A script split into top-level statements, with the byte ranges of every
  * "public" qualifier the rewriter will replace.  Compiling is done once per
  * script; rendering it for a tenant only splices the quoted schema name in.
  */
+/* What the runner does with a statement (TmScript.stmt_action) */
+#define TM_STMT_RUN			0	/* SPI_execute the rendered text */
+#define TM_STMT_SKIP		1	/* neutralised tool boilerplate: nothing */
+#define TM_STMT_COPY_IN		2	/* COPY ... FROM STDIN, rows in copy_start/end */
+#define TM_STMT_EXTENSION	3	/* CREATE EXTENSION without SCHEMA: run with
+								 * search_path = public */
+
 typedef struct TmScript
 {
 	const char *sql;			/* the original text */
@@ -186,10 +205,28 @@ typedef struct TmScript
 	int		   *stmt_start;		/* byte offsets into sql, [start, end) */
 	int		   *stmt_end;
 	bool	   *creates_extension;	/* per statement: CREATE EXTENSION */
+	uint8	   *stmt_action;	/* per statement: TM_STMT_* */
+	int		   *copy_start;		/* per TM_STMT_COPY_IN statement: its rows */
+	int		   *copy_end;		/* in sql, [start, end), without the \. line */
+	char	  **stmt_note;		/* per statement: why it may fail for a later
+								 * tenant (it changes another schema), or NULL */
 	int			nspans;
 	int		   *span_start;		/* sorted, non-overlapping */
 	int		   *span_end;
 	uint32	   *span_flags;		/* per span: how to splice it (rewrite.c) */
+	int			nelided;		/* ranges the whole text shows as comments: */
+	int		   *elided_start;	/* neutralised statements, psql meta-commands; */
+	int		   *elided_end;		/* sorted, never overlapping a span */
+	char	   *neutralised;	/* lines of what was skipped, or NULL */
+	List	   *warnings;		/* char *: statements that change a schema
+								 * other than public (tenant scripts only) */
+	bool		adds_enum_values;	/* ALTER TYPE ... ADD VALUE: a later script
+									 * may use the value only after a commit */
+	bool		non_transactional;	/* CREATE/DROP INDEX CONCURRENTLY, REINDEX
+									 * CONCURRENTLY: cannot run in a
+									 * transaction block */
+	char	   *non_transactional_stmt; /* the first such statement, with its
+										 * line, for errors */
 } TmScript;
 
 /*
@@ -207,6 +244,29 @@ extern char *tm_script_render(const TmScript *script, int stmt,
 
 /* A statement's text for error messages: no leading comments, cut short */
 extern char *tm_statement_snippet(const char *text, int start, int end);
+
+/* NOTICE listing the statements compile neutralised (nothing if none) */
+extern void tm_script_notice_neutralised(const TmScript *script);
+
+/* WARNING per statement that changes a schema other than public */
+extern void tm_script_warn_other_schemas(const TmScript *script);
+
+/*
+ * ERROR if a pending script (List of TmPending) cannot run inside a
+ * transaction block; hint names what to run instead (runner.c)
+ */
+extern void tm_refuse_non_transactional(List *pending, const char *schema,
+										const char *hint);
+
+/* Runs COPY ... FROM STDIN (stmt_sql) with rows from data (copyin.c) */
+extern uint64 tm_copy_from_text(const char *stmt_sql, const char *data, int len);
+
+/*
+ * Runs statement i of a compiled script, rendered as sql, as its
+ * stmt_action says; returns the SPI result code (copyin.c)
+ */
+extern int	tm_execute_statement(const TmScript *script, int i,
+								 const char *sql, bool tenant);
 
 /*---- Tenants (registry.c) ----*/
 

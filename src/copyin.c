@@ -1,0 +1,213 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/copyin.c
+ *		Executing one statement of a compiled script for the runner, and
+ *		COPY ... FROM STDIN in a migration script, with its rows taken from
+ *		the script itself (pg_dump's data sections, seed data).
+ *
+ * A script runs on the server, where there is no client to send the rows:
+ * the statement runs as the server's COPY with a data source callback that
+ * reads the rows following it in the script, up to the line "\." (the
+ * rewriter finds them, rewrite.c).  The statement was rendered for the
+ * tenant like any other, and runs inside run_script() as the script's
+ * author, so the same privilege checks as DoCopy() apply: INSERT on the
+ * columns, no row level security (as COPY FROM refuses it), no read-only
+ * transaction.  The rows are in the server's encoding (they came in as
+ * text), so any ENCODING option is replaced by it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "tenant_migrate.h"
+
+#include "access/sysattr.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "commands/copy.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/parse_coerce.h"
+#include "parser/parse_collate.h"
+#include "parser/parse_expr.h"
+#include "parser/parse_relation.h"
+#include "parser/parser.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+
+/* The rows being fed: the callback has no argument of its own */
+static const char *copy_data = NULL;
+static int	copy_len = 0;
+static int	copy_pos = 0;
+
+static int
+copy_read_cb(void *outbuf, int minread, int maxread)
+{
+	int			n = Min(maxread, copy_len - copy_pos);
+
+	CHECK_FOR_INTERRUPTS();
+	if (n <= 0)
+		return 0;
+	memcpy(outbuf, copy_data + copy_pos, n);
+	copy_pos += n;
+	return n;
+}
+
+uint64
+tm_copy_from_text(const char *stmt_sql, const char *data, int len)
+{
+	List	   *raw = raw_parser(stmt_sql, RAW_PARSE_DEFAULT);
+	CopyStmt   *stmt;
+	ParseState *pstate;
+	ParseNamespaceItem *nsitem;
+	RangeTblEntry *rte;
+	Relation	rel;
+	Node	   *whereClause = NULL;
+	List	   *attnums;
+	List	   *options = NIL;
+	ListCell   *lc;
+	CopyFromState cstate;
+	uint64		processed;
+	const char *save_data = copy_data;
+	int			save_len = copy_len;
+	int			save_pos = copy_pos;
+
+	if (list_length(raw) != 1 ||
+		!IsA(linitial_node(RawStmt, raw)->stmt, CopyStmt))
+		elog(ERROR, "not a COPY statement");
+	stmt = (CopyStmt *) linitial_node(RawStmt, raw)->stmt;
+	if (!stmt->is_from || stmt->filename != NULL || stmt->is_program ||
+		stmt->relation == NULL)
+		elog(ERROR, "not a COPY FROM STDIN statement");
+
+	/* see what earlier statements of the script did */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	pstate = make_parsestate(NULL);
+	pstate->p_sourcetext = stmt_sql;
+
+	/* as DoCopy() does for COPY FROM */
+	rel = table_openrv(stmt->relation, RowExclusiveLock);
+	nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock,
+										   NULL, false, false);
+	rte = nsitem->p_rte;
+	rte->requiredPerms = ACL_INSERT;
+	if (stmt->whereClause)
+	{
+		addNSItemToQuery(pstate, nsitem, false, true, true);
+		whereClause = transformExpr(pstate, stmt->whereClause, EXPR_KIND_COPY_WHERE);
+		whereClause = coerce_to_boolean(pstate, whereClause, "WHERE");
+		assign_expr_collations(pstate, whereClause);
+		whereClause = eval_const_expressions(NULL, whereClause);
+		whereClause = (Node *) canonicalize_qual((Expr *) whereClause, false);
+		whereClause = (Node *) make_ands_implicit((Expr *) whereClause);
+	}
+	attnums = CopyGetAttnums(RelationGetDescr(rel), rel, stmt->attlist);
+	foreach(lc, attnums)
+		rte->insertedCols = bms_add_member(rte->insertedCols,
+										   lfirst_int(lc) - FirstLowInvalidHeapAttributeNumber);
+	ExecCheckRTPerms(pstate->p_rtable, true);
+	if (check_enable_rls(rte->relid, InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("COPY FROM not supported with row-level security"),
+				 errhint("Use INSERT statements instead.")));
+	if (XactReadOnly && !rel->rd_islocaltemp)
+		PreventCommandIfReadOnly("COPY FROM");
+
+	foreach(lc, stmt->options)
+	{
+		DefElem    *d = (DefElem *) lfirst(lc);
+
+		if (strcmp(d->defname, "encoding") != 0)
+			options = lappend(options, d);
+	}
+	options = lappend(options,
+					  makeDefElem("encoding",
+								  (Node *) makeString(pstrdup(GetDatabaseEncodingName())), -1));
+
+	copy_data = data;
+	copy_len = len;
+	copy_pos = 0;
+	PG_TRY();
+	{
+		cstate = BeginCopyFrom(pstate, rel, whereClause, NULL, false,
+							   copy_read_cb, stmt->attlist, options);
+		processed = CopyFrom(cstate);
+		EndCopyFrom(cstate);
+	}
+	PG_FINALLY();
+	{
+		copy_data = save_data;
+		copy_len = save_len;
+		copy_pos = save_pos;
+	}
+	PG_END_TRY();
+
+	table_close(rel, NoLock);
+	free_parsestate(pstate);
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+	return processed;
+}
+
+/* Error context: why a statement may fail for a later tenant */
+static void
+note_context(void *arg)
+{
+	errcontext("%s", (const char *) arg);
+}
+
+/*
+ * Runs statement i of script, rendered as sql, through SPI, or COPY FROM
+ * STDIN with its rows; returns the SPI result code.  tenant: a tenant
+ * script, where a CREATE EXTENSION without SCHEMA runs with search_path =
+ * public, so that the extension lands in public (or the schema its control
+ * file names) for every tenant instead of in the first tenant's schema.
+ */
+int
+tm_execute_statement(const TmScript *script, int i, const char *sql,
+					 bool tenant)
+{
+	ErrorContextCallback notecb;
+	int			rc;
+
+	if (tenant && script->stmt_note[i] != NULL)
+	{
+		notecb.callback = note_context;
+		notecb.arg = script->stmt_note[i];
+		notecb.previous = error_context_stack;
+		error_context_stack = &notecb;
+	}
+
+	if (script->stmt_action[i] == TM_STMT_COPY_IN)
+	{
+		(void) tm_copy_from_text(sql, script->sql + script->copy_start[i],
+								 script->copy_end[i] - script->copy_start[i]);
+		rc = SPI_OK_UTILITY;
+	}
+	else if (tenant && script->stmt_action[i] == TM_STMT_EXTENSION)
+	{
+		int			nestlevel = NewGUCNestLevel();
+
+		(void) set_config_option("search_path", TM_SHARED_SCHEMA,
+								 superuser() ? PGC_SUSET : PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		rc = SPI_execute(sql, false, 0);
+		AtEOXact_GUC(true, nestlevel);
+	}
+	else
+		rc = SPI_execute(sql, false, 0);
+
+	if (tenant && script->stmt_note[i] != NULL)
+		error_context_stack = notecb.previous;
+	return rc;
+}
