@@ -13,7 +13,8 @@ OBJS = \
 	src/audit.o \
 	src/status.o \
 	src/catalog.o \
-	src/guard.o
+	src/guard.o \
+	src/verify.o
 DATA = tenant_migrate--1.0.sql tenant_migrate--1.0--1.1.sql
 PGFILEDESC = "tenant_migrate - schema-per-tenant migrations inside PostgreSQL"
 
@@ -22,7 +23,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 SHLIB_LINK += -lcrypto
 
 # Every test suite starts its own throwaway server (run as a non-root user).
-REGRESS = install versions scripts rewrite rewrite_apply rewrite_fuzz lifecycle rollback status errors privileges security load containment
+REGRESS = install versions scripts rewrite rewrite_apply rewrite_fuzz lifecycle rollback status errors privileges security load containment verify
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
 ISOLATION = concurrent_migrate concurrent_all migrate_vs_rollback
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/regress.conf

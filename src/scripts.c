@@ -327,6 +327,8 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 						"   registered_at = pg_catalog.now()",
 						8, argtypes, values, nulls, SPI_OK_INSERT);
 	}
+	if (!exists)
+		tm_warn_out_of_order(version, scope);
 	return exists ? TM_SCRIPT_CHANGED : TM_SCRIPT_NEW;
 }
 
