@@ -6,6 +6,17 @@
 \getenv abs_srcdir PG_ABS_SRCDIR
 \set setup :abs_srcdir '/test/setup.sql'
 \i :setup
+-- Earlier suites leave tenant schemas behind (the extension was dropped
+-- under them): start from none, so tenant_verify() sees only this file's.
+SET client_min_messages = warning;
+DO $$
+DECLARE s name;
+BEGIN
+  FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%' OR nspname = 'legacy_shop' LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', s);
+  END LOOP;
+END $$;
+RESET client_min_messages;
 SET tenant_migrate.progress_interval = 0;
 
 -- A history that makes one of each kind of object fingerprinted
@@ -77,11 +88,11 @@ SELECT pg_temp.try($$SELECT * FROM tenant_verify('')$$);
 /*---- schema_drift, one kind of object at a time, each fixed again ----*/
 
 -- a column's type, nullability and default
-ALTER TABLE tenant_acme.customers ALTER COLUMN name TYPE varchar(50);
+ALTER TABLE tenant_acme.orders ALTER COLUMN amount TYPE numeric(12,2);
 ALTER TABLE tenant_acme.orders ALTER COLUMN amount DROP NOT NULL;
 ALTER TABLE tenant_acme.customers ALTER COLUMN status SET DEFAULT 'active';
 SELECT * FROM tenant_verify();
-ALTER TABLE tenant_acme.customers ALTER COLUMN name TYPE text;
+ALTER TABLE tenant_acme.orders ALTER COLUMN amount TYPE numeric(10,2);
 ALTER TABLE tenant_acme.orders ALTER COLUMN amount SET NOT NULL;
 ALTER TABLE tenant_acme.customers ALTER COLUMN status SET DEFAULT 'new';
 SELECT count(*) AS problems FROM tenant_verify();
@@ -209,11 +220,13 @@ SELECT tenant_schema, pending FROM tenant_migration_status() ORDER BY 1;
 SET client_min_messages = warning;
 CALL tenant_migrate_all();
 RESET client_min_messages;
-SELECT tenant_schema, status, error FROM tenant_migration_log WHERE version = '002.5' ORDER BY 1;
+SELECT tenant_schema, version, status, error FROM tenant_migration_log WHERE status = 'failed' ORDER BY id;
 -- allowed with the setting: applied, and no longer reported
 SET tenant_migrate.out_of_order = on;
 SELECT version FROM tenant_migrate('tenant_acme');
+SET client_min_messages = warning;
 CALL tenant_migrate_all();
+RESET client_min_messages;
 RESET tenant_migrate.out_of_order;
 SELECT count(*) AS problems FROM tenant_verify();
 -- a new tenant gets everything in order; a higher version does not warn
@@ -288,15 +301,22 @@ SELECT drop_tenant_schema('legacy_shop');
 CREATE ROLE regress_tm_verifier;
 SELECT tenant_migrate_grant('regress_tm_verifier') > 0 AS granted;
 SET ROLE regress_tm_verifier;
--- the books are checked; schema drift needs the authors' privileges
-SELECT tenant_schema, problem, left(detail, 120) AS detail FROM tenant_verify();
+-- the books are checked; the replay needs to create a schema...
+SELECT * FROM tenant_verify();
 RESET ROLE;
+SELECT format('GRANT CREATE ON DATABASE %I TO regress_tm_verifier', current_database()) \gexec
+-- ...and the privileges of the scripts' author, as the runner does
+SET ROLE regress_tm_verifier;
+SELECT * FROM tenant_verify('tenant_delta');
+RESET ROLE;
+SELECT format('REVOKE CREATE ON DATABASE %I FROM regress_tm_verifier', current_database()) \gexec
 DROP OWNED BY regress_tm_verifier;
 DROP ROLE regress_tm_verifier;
 
 /*---- shared scripts in status and overview ----*/
 
-SELECT * FROM tenant_migration_status('public');
+SELECT tenant_schema, tenant_key, status, current_version, applied, pending, last_error
+  FROM tenant_migration_status('public');
 SELECT tenants, up_to_date, behind, failing, newest_version, suspended, archived, shared_pending, shared_failing
   FROM tenant_migration_overview;
 SELECT tenant_migration_add('0.2', 'shared_more', 'CREATE TABLE public.v_more (id int);', NULL, 'shared') IS NOT NULL AS registered;

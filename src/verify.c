@@ -211,7 +211,7 @@ static const char *fingerprint_query =
 "        CASE r.relkind WHEN 'r' THEN 'table ' WHEN 'p' THEN 'table ' WHEN 'v' THEN 'view '"
 "             WHEN 'm' THEN 'materialized view ' WHEN 'f' THEN 'foreign table ' WHEN 'S' THEN 'sequence '"
 "             ELSE 'type ' END OPERATOR(pg_catalog.||) pg_catalog.quote_ident(r.relname::pg_catalog.text),"
-"        CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(r.oid)"
+"        CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.rtrim(pg_catalog.pg_get_viewdef(r.oid), ';')"
 "             WHEN r.relkind OPERATOR(pg_catalog.=) 'S' THEN"
 "               (SELECT pg_catalog.format('as %s start %s increment %s minvalue %s maxvalue %s cache %s%s',"
 "                        pg_catalog.format_type(q.seqtypid, NULL), q.seqstart, q.seqincrement, q.seqmin, q.seqmax,"
@@ -310,7 +310,8 @@ static const char *fingerprint_query =
 "        CASE p.prokind WHEN 'p' THEN 'procedure ' WHEN 'a' THEN 'aggregate ' ELSE 'function ' END"
 "          OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.proname::pg_catalog.text)"
 "          OPERATOR(pg_catalog.||) '(' OPERATOR(pg_catalog.||) pg_catalog.pg_get_function_identity_arguments(p.oid) OPERATOR(pg_catalog.||) ')',"
-"        CASE WHEN p.prokind OPERATOR(pg_catalog.=) 'a' THEN 'aggregate' ELSE pg_catalog.pg_get_functiondef(p.oid) END"
+"        CASE WHEN p.prokind OPERATOR(pg_catalog.=) 'a' THEN 'aggregate'"
+"             ELSE pg_catalog.rtrim(pg_catalog.pg_get_functiondef(p.oid), E'\\n') END"
 "   FROM procs p"
 /* enums, domains, ranges */
 " UNION ALL"
