@@ -296,6 +296,14 @@ DROP SCHEMA tenant_new;
 SELECT drop_tenant_schema('tenant_old');
 SELECT drop_tenant_schema('legacy_shop');
 
+/*---- a tenant whose name needs quotes (the scratch schema's does not) ----*/
+
+SELECT create_tenant_schema('Mixed_Case');
+SELECT * FROM tenant_verify('tenant_Mixed_Case');
+ALTER TABLE "tenant_Mixed_Case".orders ALTER COLUMN amount DROP NOT NULL;
+SELECT * FROM tenant_verify('tenant_Mixed_Case');
+SELECT drop_tenant_schema('tenant_Mixed_Case');
+
 /*---- who may replay: scripts run as their author ----*/
 
 CREATE ROLE regress_tm_verifier;

@@ -40,8 +40,9 @@
  * order, identity and generated columns).  Queries run with search_path =
  * pg_catalog, pg_temp (catalog.c), so every name in the schema is printed
  * qualified; the schema's own name is then replaced by a placeholder
- * wherever it stands as a whole word or starts a longer name
- * ("tenant_acme.orders", "\"tenant_AbC\".t", "tenant_acme_idx"), which
+ * (with its quotes, if it has them) wherever it stands as a whole word or
+ * starts a longer name ("tenant_acme.orders", "\"tenant_AbC\".t",
+ * "tenant_acme_idx"), which
  * makes the scratch schema's rows and a tenant's comparable.  Objects that
  * embed OIDs (internal foreign-key triggers, array and row types, toast
  * tables, identity sequences) and extension members are left out.  Not
@@ -364,7 +365,7 @@ is_ident_char(char c)
 /*
  * text with every occurrence of schema that stands as a whole word, or
  * starts a longer name after which an underscore follows, replaced by
- * FP_PLACEHOLDER.  Tenant schema names are letters, digits and
+ * FP_PLACEHOLDER; a quoted occurrence is replaced with its quotes.  Tenant schema names are letters, digits and
  * underscores, so the quoted form is the bare name between quotes.
  */
 static char *
@@ -383,8 +384,16 @@ fp_normalise(const char *text, const char *schema)
 			(p == text || !is_ident_char(p[-1])) &&
 			(p[len] == '\0' || p[len] == '_' || !is_ident_char(p[len])))
 		{
+			/*
+			 * "tenant_AbC" needs quotes where tm_verify_123 does not: the
+			 * quoted form stands for the schema as a whole
+			 */
+			bool		quoted = (p > text && p[-1] == '"' && p[len] == '"');
+
+			if (quoted)
+				buf.data[--buf.len] = '\0';
 			appendStringInfoChar(&buf, FP_PLACEHOLDER);
-			p += len;
+			p += len + (quoted ? 1 : 0);
 			continue;
 		}
 		appendStringInfoChar(&buf, *p);
