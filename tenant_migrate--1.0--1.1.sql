@@ -135,3 +135,120 @@ REVOKE ALL ON FUNCTION public.drop_tenant_role(text) FROM PUBLIC;
 
 COMMENT ON FUNCTION public.tenant_set(text, boolean) IS
 	'Sets search_path to the tenant then public, and the setting named by tenant_migrate.tenant_setting (app.current_tenant_id) to its key.';
+
+/*---- Trust: verify the whole fleet against its history, adopt existing schemas, retire tenants ----*/
+
+-- Dropping a tenant is logged; the log keeps the tenant's past.
+ALTER TABLE public.tenant_migration_log
+	DROP CONSTRAINT tenant_migration_log_action_check,
+	ADD CONSTRAINT tenant_migration_log_action_check
+	CHECK (action OPERATOR(pg_catalog.=) ANY (ARRAY['up', 'down', 'baseline', 'drop']::pg_catalog.text[]));
+
+COMMENT ON TABLE public.tenant_migration_log IS
+	'Append-only audit of every attempt to apply, revert or baseline a migration, and of every dropped tenant.';
+COMMENT ON COLUMN public.tenant_migration_log.action IS
+	'up, down, baseline (recorded as applied without running, tenant_baseline) or drop (drop_tenant_schema; version is NULL).';
+
+CREATE FUNCTION public.tenant_verify(tenant_schema text DEFAULT NULL)
+RETURNS TABLE (tenant_schema name, problem text, detail text)
+AS 'MODULE_PATHNAME', 'tenant_verify'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION public.tenant_verify(text) FROM PUBLIC;
+
+COMMENT ON FUNCTION public.tenant_verify(text) IS
+	'Checks every tenant (or one, or public''s shared history) against its recorded migrations: checksums, history, registry and schema drift; no rows = healthy.';
+
+CREATE FUNCTION public.tenant_baseline(
+	tenant_schema text,
+	version text,
+	tenant_key text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tenant_baseline'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION public.tenant_baseline(text, text, text) FROM PUBLIC;
+
+COMMENT ON FUNCTION public.tenant_baseline(text, text, text) IS
+	'Adopts an existing schema: registers it and records every tenant migration up to version as applied, without running them; returns how many.';
+
+CREATE FUNCTION public.drop_tenant_schema(tenant_schema text)
+RETURNS name
+AS 'MODULE_PATHNAME', 'drop_tenant_schema'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION public.drop_tenant_schema(text) FROM PUBLIC;
+
+COMMENT ON FUNCTION public.drop_tenant_schema(text) IS
+	'Drops a tenant: its schema, registry row and history rows, in the caller''s transaction, and logs it; returns the schema name.';
+
+CREATE FUNCTION public.tenant_archive(tenant_schema text)
+RETURNS name
+AS 'MODULE_PATHNAME', 'tenant_archive'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION public.tenant_archive(text) FROM PUBLIC;
+
+COMMENT ON FUNCTION public.tenant_archive(text) IS
+	'Marks a tenant archived: fleet runs skip it; tenant_set_status(schema, ''active'') brings it back. Returns the schema name.';
+
+CREATE FUNCTION public.tenant_set_status(tenant_schema text, status text)
+RETURNS name
+AS 'MODULE_PATHNAME', 'tenant_set_status'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION public.tenant_set_status(text, text) FROM PUBLIC;
+
+COMMENT ON FUNCTION public.tenant_set_status(text, text) IS
+	'Sets a tenant''s status to active, suspended or archived (fleet runs migrate only active tenants); returns the schema name.';
+
+-- The overview counts only active tenants as up to date, behind or
+-- failing, and says how many are suspended or archived and how many
+-- shared scripts are pending or failed.
+CREATE OR REPLACE VIEW public.tenant_migration_overview AS
+SELECT pg_catalog.count(*) AS tenants,
+	   pg_catalog.count(*) FILTER (WHERE s.status OPERATOR(pg_catalog.=) 'active'
+								   AND s.pending OPERATOR(pg_catalog.=) 0) AS up_to_date,
+	   pg_catalog.count(*) FILTER (WHERE s.status OPERATOR(pg_catalog.=) 'active'
+								   AND s.pending OPERATOR(pg_catalog.>) 0) AS behind,
+	   pg_catalog.count(*) FILTER (WHERE s.status OPERATOR(pg_catalog.=) 'active'
+								   AND s.last_error IS NOT NULL) AS failing,
+	   (SELECT m.version
+		  FROM public.tenant_migration_scripts m
+		 WHERE m.scope OPERATOR(pg_catalog.=) 'tenant'
+		 ORDER BY public.tenant_version_key(m.version) DESC, m.version DESC
+		 LIMIT 1) AS newest_version,
+	   pg_catalog.count(*) FILTER (WHERE s.status OPERATOR(pg_catalog.=) 'suspended') AS suspended,
+	   pg_catalog.count(*) FILTER (WHERE s.status OPERATOR(pg_catalog.=) 'archived') AS archived,
+	   (SELECT p.pending FROM public.tenant_migration_status('public') p) AS shared_pending,
+	   (SELECT pg_catalog.count(*)
+		  FROM public.tenant_migration_scripts m
+		 WHERE m.scope OPERATOR(pg_catalog.=) 'shared'
+		   AND NOT EXISTS (SELECT 1 FROM public.tenant_migrations a
+							WHERE a.tenant_schema OPERATOR(pg_catalog.=) 'public'
+							  AND a.version OPERATOR(pg_catalog.=) m.version)
+		   AND (SELECT g.status FROM public.tenant_migration_log g
+				 WHERE g.tenant_schema OPERATOR(pg_catalog.=) 'public'
+				   AND g.version OPERATOR(pg_catalog.=) m.version
+				 ORDER BY g.id DESC LIMIT 1) OPERATOR(pg_catalog.=) 'failed') AS shared_failing
+  FROM public.tenant_migration_status() s;
+
+COMMENT ON COLUMN public.tenant_migration_overview.tenants IS
+	'Registered tenants, whatever their status.';
+COMMENT ON COLUMN public.tenant_migration_overview.up_to_date IS
+	'Active tenants with no pending tenant migration.';
+COMMENT ON COLUMN public.tenant_migration_overview.behind IS
+	'Active tenants with pending tenant migrations.';
+COMMENT ON COLUMN public.tenant_migration_overview.failing IS
+	'Active tenants whose latest attempt failed.';
+COMMENT ON COLUMN public.tenant_migration_overview.suspended IS
+	'Suspended tenants (skipped by fleet runs).';
+COMMENT ON COLUMN public.tenant_migration_overview.archived IS
+	'Archived tenants (skipped by fleet runs).';
+COMMENT ON COLUMN public.tenant_migration_overview.shared_pending IS
+	'Shared migrations not yet applied to public.';
+COMMENT ON COLUMN public.tenant_migration_overview.shared_failing IS
+	'Pending shared migrations whose latest attempt failed.';
+
+COMMENT ON VIEW public.tenant_migration_overview IS
+	'Fleet summary: tenants; active ones up to date, behind and failing; suspended and archived ones; the newest tenant version; pending and failed shared scripts.';

@@ -38,7 +38,6 @@ SELECT pg_temp.try($$SELECT tenant_set('tenant_nobody')$$);
 SELECT pg_temp.try($$SELECT tenant_rollback('TENANT_ACME')$$);
 SELECT pg_temp.try($$SELECT tenant_migrate('public')$$);
 SELECT pg_temp.try($$SELECT tenant_set('public')$$);
-SELECT pg_temp.try($$SELECT * FROM tenant_migration_status('public')$$);
 SELECT pg_temp.try($$SELECT tenant_migrate(NULL)$$);
 SELECT pg_temp.try($$SELECT tenant_rollback(NULL)$$);
 SELECT pg_temp.try($$SELECT * FROM tenant_migration_plan(NULL)$$);

@@ -181,7 +181,9 @@ SELECT version, name FROM tenant_rollback('public', '0');
 SELECT tenant_migration_add('9', 'nine', 'CREATE TABLE public.nine (id int);', 'DROP TABLE public.nine;') IS NOT NULL AS registered;
 SELECT version, name FROM tenant_migrate('tenant_rb', '9');
 SELECT tenant_migration_add('8', 'eight', 'CREATE TABLE public.eight (id int);', 'DROP TABLE public.eight;', 'tenant', '{9}') IS NOT NULL AS registered;
+SET tenant_migrate.out_of_order = on;
 SELECT version, name FROM tenant_migrate('tenant_rb', '9');
+RESET tenant_migrate.out_of_order;
 SELECT pg_temp.try($$SELECT tenant_rollback('tenant_rb')$$);
 SELECT to_regclass('tenant_rb.nine') IS NOT NULL AS nine_kept;
 -- reverting both at once is fine

@@ -130,13 +130,18 @@ SELECT version, name FROM tenant_migration_plan('tenant_order_a');
 SELECT create_tenant_schema('order_b');
 SELECT n, version FROM tenant_order_b.applied ORDER BY n;
 
--- A new version that sorts before applied ones is still pending, and is
--- applied by the next run (the history is per version, not a high-water mark)
+-- A new version that sorts before applied ones is still pending (the
+-- history is per version, not a high-water mark): registering it warns, the
+-- out-of-order guard refuses it, and with tenant_migrate.out_of_order = on
+-- the next run applies it
 SELECT tenant_migration_add('1.95', 'late', $$INSERT INTO public.applied (version) VALUES ('1.95')$$) IS NOT NULL AS ok;
+SELECT pg_temp.try($$SELECT * FROM tenant_migrate('tenant_order_b')$$);
+SET tenant_migrate.out_of_order = on;
 SELECT version, name FROM tenant_migration_plan('tenant_order_b');
 -- ... a target below it leaves it pending, a target at it applies it
 SELECT version, name FROM tenant_migrate('tenant_order_b', '1.9');
 SELECT version, name FROM tenant_migrate('tenant_order_b', '1.95');
+RESET tenant_migrate.out_of_order;
 SELECT n, version FROM tenant_order_b.applied WHERE n > 8 ORDER BY n;
 
 -- The runner and the SQL key agree on every tenant's history

@@ -851,10 +851,11 @@ fleet_tenants(FleetRun *run, ArrayType *tenants, int *ntenants)
 		else
 			run->inactive++;
 	}
-	if (run->inactive > 0 && tenants != NULL)
+	if (run->inactive > 0)
 		ereport(NOTICE,
-				(errmsg("%s: skipping %d listed tenant(s) that are not active",
-						run->procname, run->inactive)));
+				(errmsg("%s: skipping %d %stenant(s) that are suspended or archived",
+						run->procname, run->inactive, tenants != NULL ? "listed " : ""),
+				 errhint("tenant_set_status(tenant_schema, 'active') makes a tenant active again.")));
 	return list;
 }
 

@@ -2,7 +2,8 @@
  *
  * src/registry.c
  *		Tenants: validating names, looking them up in public.tenant_registry,
- *		create_tenant_schema() and tenant_set().
+ *		create_tenant_schema() and tenant_set(); the lifecycle after that:
+ *		tenant_archive(), tenant_set_status() and drop_tenant_schema().
  *
  *-------------------------------------------------------------------------
  */
@@ -20,6 +21,9 @@
 
 PG_FUNCTION_INFO_V1(create_tenant_schema);
 PG_FUNCTION_INFO_V1(tenant_set);
+PG_FUNCTION_INFO_V1(tenant_archive);
+PG_FUNCTION_INFO_V1(tenant_set_status);
+PG_FUNCTION_INFO_V1(drop_tenant_schema);
 
 /*---- Local functions ----*/
 
@@ -299,4 +303,144 @@ tenant_set(PG_FUNCTION_ARGS)
 							 action, true, 0, false);
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*---- Lifecycle: status and drop ----*/
+
+/*
+ * Sets a registered tenant's status (its schema may be missing) and
+ * returns the tenant schema.  Fleet runs migrate only active tenants.
+ */
+static Datum
+set_status(FunctionCallInfo fcinfo, const char *status)
+{
+	char	   *schema = tm_schema_arg(fcinfo);
+	Name		result;
+
+	if (strcmp(status, "active") != 0 && strcmp(status, "suspended") != 0 &&
+		strcmp(status, "archived") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid tenant status \"%s\"", status),
+				 errdetail("A tenant is active, suspended or archived."),
+				 errhint("Pass 'active', 'suspended' or 'archived'.")));
+	tm_check_schema_name(schema, true);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	tm_catalog_exec("UPDATE public.tenant_registry SET status = $2"
+					" WHERE schema_name OPERATOR(pg_catalog.=) $1::pg_catalog.name"
+					" RETURNING schema_name::pg_catalog.text",
+					2, (Oid[]) {TEXTOID, TEXTOID},
+					(Datum[]) {CStringGetTextDatum(schema), CStringGetTextDatum(status)},
+					NULL, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 0)
+	{
+		TmTenant	tenant;
+
+		tm_tenant_lookup(schema, &tenant);	/* the usual error and hint */
+		elog(ERROR, "tenant \"%s\" was not updated", schema);
+	}
+	result = (Name) palloc0(NAMEDATALEN);
+	namestrcpy(result, schema);
+	SPI_finish();
+	PG_RETURN_NAME(result);
+}
+
+/* tenant_archive(tenant_schema text) RETURNS name */
+Datum
+tenant_archive(PG_FUNCTION_ARGS)
+{
+	return set_status(fcinfo, "archived");
+}
+
+/* tenant_set_status(tenant_schema text, status text) RETURNS name */
+Datum
+tenant_set_status(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("status must not be null"),
+				 errhint("Pass 'active', 'suspended' or 'archived'.")));
+	return set_status(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(1)));
+}
+
+/*
+ * drop_tenant_schema(tenant_schema text) RETURNS name
+ *
+ * Drops a registered tenant in the caller's transaction: its schema (with
+ * everything in it; as the caller, who must be allowed to drop it), its
+ * registry row and its history rows, and appends a "drop" row to the log,
+ * which keeps the tenant's past.  Refused for public, for anything that
+ * is not a registered tenant, and for a tenant another session is
+ * migrating (its lock is tried without waiting; once taken it is held to
+ * the end of the transaction, so no migration starts on it meanwhile).
+ * A registered tenant whose schema is already gone is cleaned up.
+ */
+Datum
+drop_tenant_schema(PG_FUNCTION_ARGS)
+{
+	char	   *schema = tm_schema_arg(fcinfo);
+	char	   *invoker = tm_catalog_invoker();
+	Name		result;
+	Oid			nspoid;
+	Datum		arg;
+	Oid			argtype = TEXTOID;
+
+	tm_check_schema_name(schema, false);
+	if (strcmp(schema, TM_SHARED_SCHEMA) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot drop schema \"public\""),
+				 errdetail("public holds the shared tables and is not a tenant."),
+				 errhint("Pass the schema of a registered tenant.")));
+	tm_check_schema_name(schema, true);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/* the registry row, locked: a concurrent drop or status change waits */
+	arg = CStringGetTextDatum(schema);
+	tm_catalog_exec("SELECT r.schema_name::pg_catalog.text FROM public.tenant_registry r"
+					" WHERE r.schema_name OPERATOR(pg_catalog.=) $1::pg_catalog.name FOR UPDATE",
+					1, &argtype, &arg, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		bool		exists = OidIsValid(get_namespace_oid(schema, true));
+
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("tenant \"%s\" does not exist", schema),
+				 exists ? errdetail("Schema \"%s\" exists but is not a registered tenant; drop_tenant_schema() drops only tenants.", schema) : 0,
+				 exists ? errhint("Drop it with DROP SCHEMA, or adopt it with tenant_baseline().") :
+				 errhint("See the tenants in tenant_registry.")));
+	}
+
+	nspoid = get_namespace_oid(schema, true);
+	if (OidIsValid(nspoid))
+	{
+		if (!tm_lock_schema(schema, nspoid, true))
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("cannot drop tenant \"%s\": another session is migrating it", schema),
+					 errdetail("Nothing was dropped."),
+					 errhint("Try again when that migration has finished.")));
+		/* as the caller, who must own the schema (or be a superuser) */
+		if (SPI_execute(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(schema)), false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "DROP SCHEMA failed");
+	}
+
+	/* its tenant role goes with it, in this transaction (roles.c) */
+	tm_drop_tenant_role(schema, true);
+
+	tm_catalog_exec("DELETE FROM public.tenant_migrations WHERE tenant_schema OPERATOR(pg_catalog.=) $1::pg_catalog.name",
+					1, &argtype, &arg, NULL, SPI_OK_DELETE);
+	tm_catalog_exec("DELETE FROM public.tenant_registry WHERE schema_name OPERATOR(pg_catalog.=) $1::pg_catalog.name",
+					1, &argtype, &arg, NULL, SPI_OK_DELETE);
+	tm_log_attempt(schema, NULL, "drop", "ok", NULL, 0, 0, invoker);
+
+	result = (Name) palloc0(NAMEDATALEN);
+	namestrcpy(result, schema);
+	SPI_finish();
+	PG_RETURN_NAME(result);
 }

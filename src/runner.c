@@ -426,6 +426,31 @@ tm_pending_scripts(const char *schema, bool shared, const char *target,
 	}
 	list_sort(pending, pending_cmp);
 
+	/*
+	 * Out-of-order guard: a version lower than the newest one applied here
+	 * (registered late, or its history row lost) is refused unless
+	 * tenant_migrate.out_of_order is on.
+	 */
+	if (pending != NIL && !tm_out_of_order)
+	{
+		TmPending  *first = (TmPending *) linitial(pending);
+
+		tm_catalog_exec("SELECT m.version FROM public.tenant_migrations m"
+						"  JOIN public.tenant_migration_scripts s ON s.version OPERATOR(pg_catalog.=) m.version"
+						" WHERE m.tenant_schema OPERATOR(pg_catalog.=) $1::pg_catalog.name AND s.scope OPERATOR(pg_catalog.=) $2"
+						" ORDER BY public.tenant_version_key(m.version) DESC LIMIT 1",
+						2, argtypes, values, NULL, SPI_OK_SELECT);
+		if (SPI_processed > 0 && tm_version_cmp(first->version, tm_spi_getstr(0, 1)) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("migration %s is older than migration %s, already applied to \"%s\"",
+							first->version, tm_spi_getstr(0, 1), schema),
+					 errdetail("Migrations are applied in version order; applying %s now would run it after %s.",
+							   first->version, tm_spi_getstr(0, 1)),
+					 errhint("Register the script under a version above %s, or SET tenant_migrate.out_of_order = on to apply it anyway.",
+							 tm_spi_getstr(0, 1))));
+	}
+
 	/* Parse, check and find the spans of every script before any runs */
 	{
 		ListCell   *lc;
@@ -655,6 +680,15 @@ tenant_key_of(const char *schema)
 	if (SPI_processed > 0)
 		key = tm_spi_getstr(0, 1);
 	return key ? key : pstrdup("");
+}
+
+double
+tm_run_tenant_script(const TmScript *script, const char *schema, Oid nspoid,
+					 const char *version, const char *name, const char *author)
+{
+	/* a scratch schema has no tenant key: no tenant context */
+	return run_script(script, schema, nspoid, true, false, version, name,
+					  "up", author, NULL);
 }
 
 /*---- Applying ----*/

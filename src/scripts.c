@@ -343,6 +343,8 @@ tm_script_register(const char *version, const char *name, const char *up_sql,
 		if (down != NULL)
 			tm_script_warn_other_schemas(down);
 	}
+	if (!exists)
+		tm_warn_out_of_order(version, scope);
 	return exists ? TM_SCRIPT_CHANGED : TM_SCRIPT_NEW;
 }
 

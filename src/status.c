@@ -3,7 +3,8 @@
  * src/status.c
  *		Looking without touching: tenant_migration_plan() and
  *		tenant_migration_status() (the tenant_migration_overview view sums
- *		the latter up in SQL).
+ *		the latter up in SQL); tenant_migration_status('public') is the
+ *		shared scripts' state.
  *
  *-------------------------------------------------------------------------
  */
@@ -51,6 +52,30 @@ static const char *status_query =
 "         ORDER BY g.id DESC LIMIT 1) l ON true"
 "  WHERE $1::pg_catalog.name IS NULL OR r.schema_name = $1::pg_catalog.name"
 "  ORDER BY r.schema_name";
+
+/*
+ * tenant_migration_status('public'): the shared scripts' state, as one row
+ * shaped like a tenant's (status "shared", no key).
+ */
+static const char *shared_status_query =
+"WITH applied AS ("
+"  SELECT m.version FROM public.tenant_migrations m"
+"    JOIN public.tenant_migration_scripts s ON s.version OPERATOR(pg_catalog.=) m.version"
+"   WHERE m.tenant_schema OPERATOR(pg_catalog.=) 'public' AND s.scope OPERATOR(pg_catalog.=) 'shared')"
+" SELECT 'public'::pg_catalog.name, NULL::pg_catalog.text, 'shared'::pg_catalog.text,"
+"        (SELECT a.version FROM applied a"
+"          ORDER BY public.tenant_version_key(a.version) DESC, a.version DESC LIMIT 1),"
+"        (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM applied),"
+"        (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM public.tenant_migration_scripts s"
+"          WHERE s.scope OPERATOR(pg_catalog.=) 'shared'"
+"            AND NOT EXISTS (SELECT 1 FROM applied a WHERE a.version OPERATOR(pg_catalog.=) s.version)),"
+"        CASE WHEN l.status OPERATOR(pg_catalog.=) 'failed' THEN l.error END, l.started_at"
+"   FROM (SELECT 1) AS one"
+"   LEFT JOIN LATERAL ("
+"        SELECT g.status, g.error, g.started_at"
+"          FROM public.tenant_migration_log g"
+"         WHERE g.tenant_schema OPERATOR(pg_catalog.=) 'public'"
+"         ORDER BY g.id DESC LIMIT 1) l ON true";
 
 /*
  * tenant_migration_plan(tenant_schema text, target_version text DEFAULT NULL)
@@ -125,7 +150,10 @@ tenant_migration_status(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	tm_catalog_exec(status_query, 1, &argtype, &arg, &argnull, SPI_OK_SELECT);
+	if (!PG_ARGISNULL(0) && strcmp(TextDatumGetCString(arg), TM_SHARED_SCHEMA) == 0)
+		tm_catalog_exec(shared_status_query, 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	else
+		tm_catalog_exec(status_query, 1, &argtype, &arg, &argnull, SPI_OK_SELECT);
 
 	/* a named tenant that is not there gets the usual error and hint */
 	if (SPI_processed == 0 && !PG_ARGISNULL(0))

@@ -42,6 +42,7 @@ int			tm_lock_timeout = 5000;
 int			tm_lock_retries = 3;
 int			tm_progress_interval = 10;
 int			tm_max_workers = 2;
+bool		tm_out_of_order = false;
 
 void		_PG_init(void);
 
@@ -134,6 +135,16 @@ _PG_init(void)
 
 	tm_rls_init();
 	tm_roles_init();
+	DefineCustomBoolVariable("tenant_migrate.out_of_order",
+							 gettext_noop("Whether a pending migration older than a schema's newest applied one may be applied."),
+							 gettext_noop("Off: such a migration is refused for that schema with an error."),
+							 &tm_out_of_order,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL,
+							 NULL,
+							 NULL);
 
 	MarkGUCPrefixReserved("tenant_migrate");
 

@@ -55,6 +55,7 @@ extern int	tm_lock_timeout;	/* milliseconds, 0 = off */
 extern int	tm_lock_retries;
 extern int	tm_progress_interval;	/* seconds */
 extern int	tm_max_workers;		/* fleet workers at once, server-wide */
+extern bool tm_out_of_order;	/* apply versions below the newest applied */
 
 /*---- The extension's tables and internal queries (catalog.c) ----*/
 
@@ -346,6 +347,16 @@ extern List *tm_run_audited(const char *schema, Oid nspoid, bool shared,
 							bool revert, const char *target,
 							const TmKeepSet *keep);
 
+/*
+ * Runs a compiled tenant script in schema exactly as tm_apply_pending()
+ * runs an up script (rewritten for schema, as its author, under the
+ * containment guard), without recording anything; tenant_verify()
+ * replays histories into a scratch schema with it.
+ */
+extern double tm_run_tenant_script(const TmScript *script, const char *schema,
+								   Oid nspoid, const char *version,
+								   const char *name, const char *author);
+
 /*---- Durable failure rows (audit.c) ----*/
 
 /*
@@ -453,5 +464,13 @@ extern char *tm_create_tenant_role(const char *schema, Oid nspoid);
  * (DROP ROLE's own error lists them).  SPI must be connected.
  */
 extern void tm_drop_tenant_role(const char *schema, bool missing_ok);
+
+/*---- Verifying and adopting (verify.c) ----*/
+
+/*
+ * WARNING if a newly registered version of scope is lower than a version
+ * already applied somewhere (tenant_migration_add()).
+ */
+extern void tm_warn_out_of_order(const char *version, const char *scope);
 
 #endif							/* TENANT_MIGRATE_H */

@@ -3,10 +3,11 @@
 # cluster: builds and installs the extension, creates a fresh cluster in
 # /tmp/tenant_migrate-demo (wiping the one an earlier run left), loads the
 # repository's migrations/ folder, creates three tenants, rolls one back and
-# migrates it again, isolates tenants with a tenant role and with row level
-# security on a shared table, prints status along the way (every statement is
-# echoed before its result), then stops the cluster and leaves its data for a
-# look.
+# migrates it again, runs a fleet run, isolates tenants with a tenant role and
+# with row level security on a shared table, then makes a schema drift by
+# hand, finds it with tenant_verify() and repairs it; prints status along the
+# way (every statement is echoed before its result), then stops the cluster
+# and leaves its data for a look.
 #
 #   bash tools/demo.sh
 #
@@ -160,6 +161,25 @@ INSERT INTO public.billing_events (tenant_id, event_type) VALUES ('globex', 'ref
 RESET ROLE;
 -- A superuser bypasses row level security: every tenant's rows.
 SELECT tenant_id, count(*) FROM public.billing_events GROUP BY 1 ORDER BY 1;
+
+-- Trust: tenant_verify() checks every tenant against its recorded history
+-- (checksums, history rows, registry, and every object of every schema
+-- against a replay of its migrations). No rows: all healthy.
+SELECT * FROM tenant_verify();
+
+-- Someone "fixes" acme by hand: drops an index and widens a column.
+DROP INDEX tenant_acme.interviews_scheduled_at_idx;
+ALTER TABLE tenant_acme.users ALTER COLUMN nickname TYPE varchar(200);
+-- tenant_verify() finds each change, with the expected and the actual definition.
+\x on
+SELECT * FROM tenant_verify();
+\x off
+
+-- The repair: put acme back as its migrations define it (the expected
+-- definitions above), then verify again: no rows.
+CREATE INDEX interviews_scheduled_at_idx ON tenant_acme.interviews USING btree (scheduled_at);
+ALTER TABLE tenant_acme.users ALTER COLUMN nickname TYPE text;
+SELECT * FROM tenant_verify();
 SQL
 
 trap - EXIT
