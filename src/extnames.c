@@ -259,10 +259,13 @@ keepset_plus(const TmKeepSet *keep, List *names)
  * keep, plus the names of extensions that raw (a raw_parser() list)
  * creates and that are not installed yet; keep itself if there are none.
  */
-TmKeepSet *
-tm_keepset_with_created_extensions(const TmKeepSet *keep, List *raw)
+/*
+ * names, plus the member names of every extension that a CREATE EXTENSION
+ * among the raw statements creates and that is not installed yet
+ */
+static List *
+created_extension_names(List *names, List *raw)
 {
-	List	   *names = NIL;
 	ListCell   *lc;
 
 	foreach(lc, raw)
@@ -270,6 +273,7 @@ tm_keepset_with_created_extensions(const TmKeepSet *keep, List *raw)
 		Node	   *stmt = lfirst_node(RawStmt, lc)->stmt;
 		CreateExtensionStmt *c;
 
+		CHECK_FOR_INTERRUPTS();
 		if (!IsA(stmt, CreateExtensionStmt))
 			continue;
 		c = (CreateExtensionStmt *) stmt;
@@ -277,6 +281,14 @@ tm_keepset_with_created_extensions(const TmKeepSet *keep, List *raw)
 			continue;
 		names = list_concat(names, extension_names(c->extname));
 	}
+	return names;
+}
+
+TmKeepSet *
+tm_keepset_with_created_extensions(const TmKeepSet *keep, List *raw)
+{
+	List	   *names = created_extension_names(NIL, raw);
+
 	if (names == NIL)
 		return (TmKeepSet *) keep;
 	return keepset_plus(keep, names);
@@ -306,23 +318,9 @@ tm_keepset_add_registered_extensions(TmKeepSet *keep)
 	for (i = 0; i < n; i++)
 	{
 		char	   *sql = SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 1);
-		List	   *raw = NIL;
-		ListCell   *lc;
 
 		/* registered scripts parse; rows of COPY and meta-commands aside */
-		raw = tm_script_raw_statements(sql);
-		foreach(lc, raw)
-		{
-			Node	   *stmt = lfirst_node(RawStmt, lc)->stmt;
-			CreateExtensionStmt *c;
-
-			if (!IsA(stmt, CreateExtensionStmt))
-				continue;
-			c = (CreateExtensionStmt *) stmt;
-			if (OidIsValid(get_extension_oid(c->extname, true)))
-				continue;
-			names = list_concat(names, extension_names(c->extname));
-		}
+		names = created_extension_names(names, tm_script_raw_statements(sql));
 	}
 	if (names == NIL)
 		return keep;

@@ -2535,28 +2535,10 @@ decode_unicode_escapes(const char *s, char esc)
 static char *
 snippet(const char *text, int start, int end)
 {
-	const char *p = text + start;
+	const char *p = text + first_token_offset(text, start, end);
 	const char *e = text + end;
 	int			len;
 
-	for (;;)
-	{
-		while (p < e && isspace((unsigned char) *p))
-			p++;
-		if (p + 1 < e && p[0] == '-' && p[1] == '-')
-		{
-			while (p < e && *p != '\n')
-				p++;
-		}
-		else if (p + 1 < e && p[0] == '/' && p[1] == '*')
-		{
-			const char *c = strstr(p + 2, "*/");
-
-			p = (c && c + 2 <= e) ? c + 2 : e;
-		}
-		else
-			break;
-	}
 	while (e > p && isspace((unsigned char) e[-1]))
 		e--;
 	len = e - p;
