@@ -20,6 +20,8 @@ OBJS = \
 	src/copyin.o \
 	src/verify.o
 DATA = tenant_migrate--1.0.sql tenant_migrate--1.0--1.1.sql
+# installed into PostgreSQL's bin directory
+SCRIPTS = scripts/tenant_migrate_push
 PGFILEDESC = "tenant_migrate - schema-per-tenant migrations inside PostgreSQL"
 
 PG_CPPFLAGS = -I$(srcdir)/src

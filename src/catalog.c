@@ -31,17 +31,28 @@
 
 #include "tenant_migrate.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
+
+static void tm_note_extension_version(void);
 
 /* The path every internal query runs with: nothing a user can create in */
 #define TM_CATALOG_SEARCH_PATH	"pg_catalog, pg_temp"
@@ -63,12 +74,145 @@ tm_catalog_owner(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"tenant_migrate\" is not installed in this database"),
 				 errhint("Run CREATE EXTENSION tenant_migrate as a superuser.")));
+	tm_note_extension_version();
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for relation %u", relid);
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 	return owner;
+}
+
+/*---- The installed SQL version ----*/
+
+/*
+ * A library update (a new package, make install) reaches every new backend
+ * at once, while the SQL objects stay as they were until someone runs
+ * ALTER EXTENSION tenant_migrate UPDATE.  In between, every function of
+ * the older version keeps working as long as the older tables have what
+ * it needs: an internal query that refers to a table, column or function
+ * the older version does not have fails with "extension must be updated"
+ * instead of "relation does not exist" (tm_catalog_exec), before anything
+ * is written, since such queries fail in parse analysis.  So tenant_set(),
+ * which applications call on every request, keeps working through a
+ * package update.  Entry points whose declaration changed, or that must
+ * not start a run they cannot finish, call tm_check_extension_version()
+ * first.
+ *
+ * A library older than the installed SQL objects is refused outright.
+ * Extension scripts (CREATE EXTENSION, ALTER EXTENSION UPDATE) never run
+ * an internal query; while one runs, nothing is checked.
+ */
+
+/* The transaction in which the version was last read, and what it was */
+static LocalTransactionId tm_version_lxid = InvalidLocalTransactionId;
+static bool tm_version_outdated = false;
+static char tm_version_installed[NAMEDATALEN];
+
+/* pg_extension.extversion of tenant_migrate, or NULL if not installed */
+static char *
+installed_version(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *result = NULL;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("tenant_migrate"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			result = text_to_cstring(DatumGetTextPP(d));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/* Versions are "major.minor": compare them as numbers */
+static int
+version_cmp(const char *a, const char *b)
+{
+	int			amaj = 0,
+				amin = 0,
+				bmaj = 0,
+				bmin = 0;
+
+	(void) sscanf(a, "%d.%d", &amaj, &amin);
+	(void) sscanf(b, "%d.%d", &bmaj, &bmin);
+	if (amaj != bmaj)
+		return amaj < bmaj ? -1 : 1;
+	if (amin != bmin)
+		return amin < bmin ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Reads the installed version once per transaction into
+ * tm_version_outdated; ERROR if it is newer than this library.
+ */
+static void
+tm_note_extension_version(void)
+{
+	char	   *version;
+
+	if (creating_extension)
+	{
+		tm_version_outdated = false;
+		return;
+	}
+	if (tm_version_lxid == MyProc->lxid && tm_version_lxid != InvalidLocalTransactionId)
+		return;
+
+	version = installed_version();
+	if (version == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"tenant_migrate\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION tenant_migrate as a superuser.")));
+	if (version_cmp(version, TM_EXTENSION_VERSION) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"tenant_migrate\" version %s does not match its library",
+						version),
+				 errdetail("The installed library is version %s, older than the database's SQL objects.",
+						   TM_EXTENSION_VERSION),
+				 errhint("Install the tenant_migrate release of version %s on this server.",
+						 version)));
+	tm_version_outdated = strcmp(version, TM_EXTENSION_VERSION) != 0;
+	strlcpy(tm_version_installed, version, sizeof(tm_version_installed));
+	tm_version_lxid = MyProc->lxid;
+}
+
+/* The error itself: detail says which versions, and why if known */
+static void
+tm_version_error(const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("extension \"tenant_migrate\" must be updated"),
+			 why ? errdetail("The database has version %s of the extension's SQL objects, the installed library is version %s, and this function needs what the update adds (%s).",
+							 tm_version_installed, TM_EXTENSION_VERSION, why)
+			 : errdetail("The database has version %s of the extension's SQL objects; the installed library is version %s.",
+						 tm_version_installed, TM_EXTENSION_VERSION),
+			 errhint("Run ALTER EXTENSION tenant_migrate UPDATE.")));
+}
+
+void
+tm_check_extension_version(void)
+{
+	tm_note_extension_version();
+	if (tm_version_outdated)
+		tm_version_error(NULL);
 }
 
 /* The role on whose behalf the extension acts now, by name */
@@ -114,6 +258,27 @@ tm_catalog_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 	{
 		/* the (sub)transaction abort puts the settings back */
 		SetUserIdAndSecContext(save_userid, save_sec_context);
+
+		/*
+		 * On an older SQL version, a query of ours that names something
+		 * missing needs what the update adds: say so.
+		 */
+		if (tm_version_outdated)
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			if (edata->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
+				edata->sqlerrcode == ERRCODE_UNDEFINED_COLUMN ||
+				edata->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
+				edata->sqlerrcode == ERRCODE_UNDEFINED_OBJECT)
+			{
+				FlushErrorState();
+				tm_version_error(edata->message);
+			}
+			FreeErrorData(edata);
+		}
 		PG_RE_THROW();
 	}
 	PG_END_TRY();

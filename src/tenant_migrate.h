@@ -82,6 +82,25 @@ extern char *tm_spi_getstr(uint64 row, int col);
 /* Owner of the extension's tables; the role internal queries run as */
 extern Oid	tm_catalog_owner(void);
 
+/*
+ * The SQL version (pg_extension.extversion) this library is built for.
+ * While an older one is installed (the library was updated, ALTER
+ * EXTENSION tenant_migrate UPDATE not run yet), a function keeps working
+ * as long as the older SQL objects have what it needs; an internal query
+ * that needs a table, column or function the older version lacks fails
+ * with "extension must be updated" (catalog.c).
+ */
+#define TM_EXTENSION_VERSION	"1.1"
+
+/*
+ * ERROR "extension must be updated" unless the installed SQL version is
+ * TM_EXTENSION_VERSION (read once per transaction).  An entry point whose
+ * SQL declaration changed since an older version calls it first, before
+ * reading arguments the older declaration does not pass, as does one
+ * that must not start work it cannot finish on an older version.
+ */
+extern void tm_check_extension_version(void);
+
 /* Name of the role the extension acts for now (read before any switch) */
 extern char *tm_catalog_invoker(void);
 
