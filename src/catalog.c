@@ -139,15 +139,18 @@ tm_spi_getstr(uint64 row, int col)
 
 /*---- The audit log: the one statement that writes it ----*/
 
+/* The fleet run whose work this process does now (0: none), see fleet.c */
+int64		tm_current_run_id = 0;
+
 void
 tm_log_attempt(const char *schema, const char *version, const char *action,
 			   const char *status, const char *error, TimestampTz started_at,
 			   double duration_ms, const char *performed_by)
 {
-	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TIMESTAMPTZOID, FLOAT8OID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID, FLOAT8OID, TEXTOID, INT8OID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	values[0] = CStringGetTextDatum(schema);
 	values[1] = version ? CStringGetTextDatum(version) : (Datum) 0;
@@ -160,9 +163,18 @@ tm_log_attempt(const char *schema, const char *version, const char *action,
 	nulls[5] = started_at ? ' ' : 'n';
 	values[6] = Float8GetDatum(duration_ms);
 	values[7] = CStringGetTextDatum(performed_by ? performed_by : tm_catalog_invoker());
-	tm_catalog_exec("INSERT INTO public.tenant_migration_log"
-					" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by)"
-					" VALUES ($1::pg_catalog.name, $2, $3, $4, $5,"
-					"         COALESCE($6, pg_catalog.clock_timestamp()), $7, $8::pg_catalog.name)",
-					8, argtypes, values, nulls, SPI_OK_INSERT);
+	values[8] = Int64GetDatum(tm_current_run_id);
+	/* without a run, no run_id column: 1.0 (update pending) has none */
+	if (tm_current_run_id > 0)
+		tm_catalog_exec("INSERT INTO public.tenant_migration_log"
+						" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by, run_id)"
+						" VALUES ($1::pg_catalog.name, $2, $3, $4, $5,"
+						"         COALESCE($6, pg_catalog.clock_timestamp()), $7, $8::pg_catalog.name, $9)",
+						9, argtypes, values, nulls, SPI_OK_INSERT);
+	else
+		tm_catalog_exec("INSERT INTO public.tenant_migration_log"
+						" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by)"
+						" VALUES ($1::pg_catalog.name, $2, $3, $4, $5,"
+						"         COALESCE($6, pg_catalog.clock_timestamp()), $7, $8::pg_catalog.name)",
+						8, argtypes, values, nulls, SPI_OK_INSERT);
 }

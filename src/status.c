@@ -125,6 +125,8 @@ tenant_migration_status(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* a fleet run cut short by a crash shows as such (fleet.c) */
+	tm_runs_mark_interrupted();
 	tm_catalog_exec(status_query, 1, &argtype, &arg, &argnull, SPI_OK_SELECT);
 
 	/* a named tenant that is not there gets the usual error and hint */

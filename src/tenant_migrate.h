@@ -43,6 +43,13 @@
  */
 #define TM_WORKER_SLOT_KEY1	0x544D0002	/* "TM" + 2 */
 
+/*
+ * First key of the session-level lock a fleet run's leader holds while it
+ * runs; the second key is the run's id (low 32 bits).  A run recorded as
+ * running whose lock nobody holds was cut short (fleet.c).
+ */
+#define TM_RUN_KEY1			0x544D0003	/* "TM" + 3 */
+
 #define TM_SCOPE_TENANT		"tenant"
 #define TM_SCOPE_SHARED		"shared"
 #define TM_SHARED_SCHEMA	"public"
@@ -75,6 +82,12 @@ extern Oid	tm_catalog_owner(void);
 
 /* Name of the role the extension acts for now (read before any switch) */
 extern char *tm_catalog_invoker(void);
+
+/*
+ * The fleet run (tenant_migration_runs.id) this process works for, 0 for
+ * none: tm_log_attempt() writes it into every log row as run_id.
+ */
+extern int64 tm_current_run_id;
 
 /*
  * Appends a row to tenant_migration_log in the current transaction;
@@ -278,6 +291,12 @@ extern List *tm_run_audited(const char *schema, Oid nspoid, bool shared,
 							bool revert, const char *target,
 							const TmKeepSet *keep);
 
+/*
+ * An error as a log row's error text: message, then detail and CONTEXT
+ * lines if any (runner.c).
+ */
+extern char *tm_error_text(const ErrorData *edata);
+
 /*---- Durable failure rows (audit.c) ----*/
 
 /*
@@ -319,6 +338,14 @@ extern Oid	tm_public_namespace(void);
 
 /* search_path for running a migration in schema: tenant, then public */
 extern char *tm_search_path_for(const char *schema, bool shared);
+
+/*---- Fleet runs (fleet.c) ----*/
+
+/*
+ * Marks runs recorded as running whose leader is gone as interrupted
+ * (cheap when none is running); does nothing in a read-only transaction.
+ */
+extern void tm_runs_mark_interrupted(void);
 
 /*---- Containment of tenant scripts (guard.c) ----*/
 

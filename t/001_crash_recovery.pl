@@ -23,6 +23,10 @@ $node->init;
 # Scenario 2 kills one backend and needs the postmaster to reset and go on
 # (the test framework turns this off by default).
 $node->append_conf('postgresql.conf', "restart_after_crash = on\n");
+# Fleet workers per run and server-wide (tenant_migrate.max_workers):
+# TM_FLEET_WORKERS, default 2; the suite also runs with 1 and 4.
+my $workers = $ENV{TM_FLEET_WORKERS} // 2;
+$node->append_conf('postgresql.conf', "tenant_migrate.max_workers = $workers\n");
 $node->start;
 
 $node->safe_psql('postgres', 'CREATE EXTENSION tenant_migrate');

@@ -31,6 +31,10 @@ shared_preload_libraries = 'pg_cron'
 cron.database_name = 'postgres'
 cron.host = '@{[ $node->host ]}'
 });
+# Fleet workers per run and server-wide (tenant_migrate.max_workers):
+# TM_FLEET_WORKERS, default 2; the suite also runs with 1 and 4.
+my $workers = $ENV{TM_FLEET_WORKERS} // 2;
+$node->append_conf('postgresql.conf', "tenant_migrate.max_workers = $workers\n");
 $node->start;
 
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_cron');
