@@ -24,7 +24,7 @@ SHLIB_LINK += -lcrypto
 # Every test suite starts its own throwaway server (run as a non-root user).
 REGRESS = install versions scripts rewrite rewrite_apply rewrite_fuzz lifecycle rollback status errors privileges security load containment error_context fleet_runs
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
-ISOLATION = concurrent_migrate concurrent_all migrate_vs_rollback
+ISOLATION = concurrent_migrate concurrent_all migrate_vs_rollback fleet_workers
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/regress.conf
 TAP_TESTS = 1
 
