@@ -916,8 +916,10 @@ fleet_handle_message(FleetRun *run, FleetWorker *w, char *data, Size nbytes)
 	{
 		case FLEET_MSG_RESULT:
 			{
-				int			index PG_USED_FOR_ASSERTS_ONLY = pq_getmsgint(&msg, 4);
-				int			outcome = pq_getmsgint(&msg, 4);
+				int			outcome;
+
+				(void) pq_getmsgint(&msg, 4);	/* queue index */
+				outcome = pq_getmsgint(&msg, 4);
 
 				pq_getmsgend(&msg);
 				fleet_count(run, (FleetOutcome) outcome);
@@ -930,7 +932,10 @@ fleet_handle_message(FleetRun *run, FleetWorker *w, char *data, Size nbytes)
 		case 'N':
 			{
 				ErrorData	edata;
+				MemoryContext oldcxt = MemoryContextSwitchTo(run->tenant_cxt);
 
+				/* what it parses is gone with the next message */
+				MemoryContextReset(run->tenant_cxt);
 				pq_parse_errornotice(&msg, &edata);
 				/* a worker's FATAL ends the run here, not the session */
 				edata.elevel = Min(edata.elevel, ERROR);
@@ -939,6 +944,7 @@ fleet_handle_message(FleetRun *run, FleetWorker *w, char *data, Size nbytes)
 						psprintf("%s\n%s", edata.context, "tenant_migrate fleet worker") :
 						pstrdup("tenant_migrate fleet worker");
 				ThrowErrorData(&edata);
+				MemoryContextSwitchTo(oldcxt);
 				break;
 			}
 		default:
@@ -1150,8 +1156,16 @@ fleet_stop_workers(void)
 
 	HOLD_INTERRUPTS();
 	for (k = 0; k < leader_nworkers; k++)
-		if (leader_workers[k].handle != NULL)
-			TerminateBackgroundWorker(leader_workers[k].handle);
+	{
+		FleetWorker *w = &leader_workers[k];
+
+		/* a worker never blocks on a full queue nobody reads any more */
+		if (w->mqh != NULL)
+			shm_mq_detach(w->mqh);
+		w->mqh = NULL;
+		if (w->handle != NULL)
+			TerminateBackgroundWorker(w->handle);
+	}
 	for (k = 0; k < leader_nworkers; k++)
 	{
 		FleetWorker *w = &leader_workers[k];
@@ -1552,9 +1566,13 @@ fleet_progress(FleetRun *run, bool final)
 		return;
 	}
 
-	pgstat_report_activity(STATE_RUNNING,
-						   psprintf("%s: %d of %d tenants done, %d worker(s)",
-									run->procname, c.done, run->total, run->nworkers));
+	{
+		char		activity[128];
+
+		snprintf(activity, sizeof(activity), "%s: %d of %d tenants done, %d worker(s)",
+				 run->procname, c.done, run->total, run->nworkers);
+		pgstat_report_activity(STATE_RUNNING, activity);
+	}
 
 	if (tm_progress_interval <= 0 ||
 		!TimestampDifferenceExceeds(run->last_progress, now, tm_progress_interval * 1000))

@@ -107,6 +107,15 @@ is( $node->safe_psql(
 	),
 	$ntenants,
 	'one ok row per tenant for version 2');
+# A run without a client is watched through its record and its log rows.
+is( $node->safe_psql(
+		'postgres', q{
+SELECT status || '|' || total || '|' || done || '|' || failed || '|' || started_by
+       || '|' || (SELECT count(*) FROM tenant_migration_log l
+                   WHERE l.run_id = r.id AND l.version = '2' AND l.status = 'ok')
+  FROM tenant_migration_runs r ORDER BY r.id LIMIT 1}),
+	"finished|$ntenants|$ntenants|0|postgres|$ntenants",
+	'the scheduled run is recorded: finished, every tenant done, its log rows carry its run id');
 
 # The migrated tables work.
 $node->safe_psql('postgres', q{
