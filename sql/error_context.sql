@@ -114,3 +114,6 @@ CALL tenant_migrate_all(workers => 1);
 \set SHOW_CONTEXT errors
 SELECT tenant_schema, version, status FROM tenant_migration_log WHERE version = '5' ORDER BY id;
 RESET client_min_messages;
+SET client_min_messages = warning;
+DROP SCHEMA tenant_acme, tenant_beta CASCADE;
+RESET client_min_messages;
