@@ -504,7 +504,7 @@ fleet_run_update(int64 run_id, const char *sql, int nargs, Oid *argtypes,
 		types[i + 1] = argtypes[i];
 		vals[i + 1] = values[i];
 	}
-	tm_catalog_exec(sql, nargs + 1, types, vals, NULL, SPI_OK_UPDATE);
+	tm_catalog_exec_cached(sql, nargs + 1, types, vals, NULL, SPI_OK_UPDATE);
 }
 
 /* The run's end: status and finish time */

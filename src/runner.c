@@ -384,7 +384,7 @@ tm_pending_scripts(const char *schema, bool shared, const char *target,
 
 	values[0] = CStringGetTextDatum(schema);
 	values[1] = CStringGetTextDatum(shared ? TM_SCOPE_SHARED : TM_SCOPE_TENANT);
-	tm_catalog_exec("SELECT s.version, s.name, s.checksum, s.up_sql, s.down_sql, s.depends_on,"
+	tm_catalog_exec_cached("SELECT s.version, s.name, s.checksum, s.up_sql, s.down_sql, s.depends_on,"
 				"       s.registered_by::pg_catalog.text"
 				"  FROM public.tenant_migration_scripts s"
 				" WHERE s.scope = $2"
@@ -854,7 +854,7 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 		nulls[4] = rollback_sql ? ' ' : 'n';
 		values[5] = Float8GetDatum(step->duration_ms);
 		values[6] = CStringGetTextDatum(invoker);
-		tm_catalog_exec("INSERT INTO public.tenant_migrations"
+		tm_catalog_exec_cached("INSERT INTO public.tenant_migrations"
 						" (tenant_schema, version, name, checksum, rollback_sql, duration_ms, applied_by)"
 						" VALUES ($1::pg_catalog.name, $2, $3, $4, $5, $6, $7::pg_catalog.name)",
 						7, argtypes, values, nulls, SPI_OK_INSERT);
@@ -997,7 +997,7 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 									   shared, a->version, a->name, "down", a->author);
 		tm_current_version[0] = '\0';
 
-		tm_catalog_exec("DELETE FROM public.tenant_migrations"
+		tm_catalog_exec_cached("DELETE FROM public.tenant_migrations"
 						" WHERE tenant_schema = $1::pg_catalog.name AND version = $2",
 						2, (Oid[]) {TEXTOID, TEXTOID},
 						(Datum[]) {CStringGetTextDatum(schema), CStringGetTextDatum(a->version)},

@@ -74,6 +74,15 @@ extern int	tm_max_workers;		/* fleet workers at once, server-wide */
 extern void tm_catalog_exec(const char *sql, int nargs, Oid *argtypes,
 							Datum *values, const char *nulls, int expect_rc);
 
+/*
+ * The same for a query run once per tenant: its plan is prepared once per
+ * process and kept.  sql must be a string constant (the plan is found by
+ * its address); its parameters' types must not change.
+ */
+extern void tm_catalog_exec_cached(const char *sql, int nargs, Oid *argtypes,
+								   Datum *values, const char *nulls,
+								   int expect_rc);
+
 /* Column col (1-based) of row of SPI_tuptable as a palloc'd C string, NULL if null. */
 extern char *tm_spi_getstr(uint64 row, int col);
 
