@@ -251,7 +251,8 @@ rss_kb() {
 fleet_workers() {
 	# one grep over every process's command line: the sampler must not eat
 	# the CPU the run is measured on
-	grep -lsF -- "for PID $1" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 || true
+	# (a pattern that does not match grep's own command line)
+	grep -lsE -- "worker [0-9]+ for PID $1" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 || true
 }
 # sampler PIDFILE STOPFILE SAMPLES — waits (10 s at most) for the backend
 # pid, then writes "ms total_kB backend_kB largest_process_kB workers" every

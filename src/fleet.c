@@ -81,8 +81,9 @@
  * stale at no cost but a wasted lock.  Each script is compiled once per
  * process (TmScriptCache), per-tenant allocations go to a memory context
  * reset for every tenant, SPI results are freed as the next query runs,
- * and the relation and catalog caches are flushed every FLEET_CACHE_FLUSH
- * tenants.
+ * and the leader, when it runs tenants itself, flushes the relation and
+ * catalog caches every FLEET_CACHE_FLUSH tenants (a worker does not need
+ * to: it exits after FLEET_BATCH).
  *
  *-------------------------------------------------------------------------
  */
@@ -135,7 +136,7 @@ extern bool pq_check_connection(void);
 /* Tenants one worker takes before it exits and frees what it cached */
 #define FLEET_BATCH			100
 
-/* Flush relation and catalog caches after this many tenants */
+/* The leader, running tenants itself, flushes its caches this often */
 #define FLEET_CACHE_FLUSH	50
 
 /* bgw_type of fleet workers (pg_stat_activity.backend_type) */
@@ -790,7 +791,8 @@ fleet_do_tenant(FleetRun *run, FleetTenant *t)
 	}
 	fleet_commit(run);
 
-	if (++run->since_flush >= FLEET_CACHE_FLUSH)
+	/* (a worker's caches go with it after FLEET_BATCH tenants) */
+	if (!run->in_worker && ++run->since_flush >= FLEET_CACHE_FLUSH)
 	{
 		InvalidateSystemCaches();
 		run->since_flush = 0;
