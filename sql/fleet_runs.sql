@@ -73,6 +73,15 @@ SELECT status FROM tenant_migration_runs WHERE id = 6;
 CALL tenant_rollback_all('2', tenants => '{tenant_f5}');
 SELECT id, status FROM tenant_migration_runs WHERE id >= 6 ORDER BY id;
 
+-- max_failures across two workers: tenant_f2 fails again, the workers take
+-- no further tenant (how many others they finished varies, so only the
+-- record is shown)
+SET client_min_messages = error;
+CALL tenant_migrate_all(max_failures => 1, workers => 2);
+SET client_min_messages = warning;
+SELECT status, workers, failed, done < total AS stopped_early
+  FROM tenant_migration_runs ORDER BY id DESC LIMIT 1;
+
 -- A migration role sees the runs (SELECT via tenant_migrate_grant), and
 -- its runs are recorded as started by it
 CREATE ROLE regress_tm_runner;
