@@ -727,6 +727,7 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 		tm_guard_begin(nspoid, schema);
 
 	/* Errors say where they happened, in their CONTEXT (as PL/pgSQL does) */
+	errinfo.script = NULL;		/* no statement yet */
 	errinfo.schema = schema;
 	errinfo.shared = shared;
 	errinfo.version = version;
