@@ -252,3 +252,104 @@ COMMENT ON COLUMN public.tenant_migration_overview.shared_failing IS
 
 COMMENT ON VIEW public.tenant_migration_overview IS
 	'Fleet summary: tenants; active ones up to date, behind and failing; suspended and archived ones; the newest tenant version; pending and failed shared scripts.';
+
+/*---- Fleet runs at full speed: parallel workers, an honest message channel, run records ----*/
+
+CREATE TABLE public.tenant_migration_runs (
+	id bigserial PRIMARY KEY,
+	action text NOT NULL
+		CONSTRAINT tenant_migration_runs_action_check
+		CHECK (action IN ('migrate', 'rollback')),
+	target_version text,
+	tenants text[],
+	workers integer NOT NULL,
+	started_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+	finished_at timestamptz,
+	started_by name NOT NULL,
+	status text NOT NULL DEFAULT 'running'
+		CONSTRAINT tenant_migration_runs_status_check
+		CHECK (status IN ('running', 'finished', 'failed', 'cancelled', 'interrupted')),
+	total integer NOT NULL DEFAULT 0,
+	done integer NOT NULL DEFAULT 0,
+	failed integer NOT NULL DEFAULT 0,
+	skipped integer NOT NULL DEFAULT 0,
+	current_tenant name
+);
+
+REVOKE ALL ON TABLE public.tenant_migration_runs FROM PUBLIC;
+REVOKE ALL ON SEQUENCE public.tenant_migration_runs_id_seq FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('public.tenant_migration_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('public.tenant_migration_runs_id_seq', '');
+
+COMMENT ON TABLE public.tenant_migration_runs IS
+	'One row per fleet run (tenant_migrate_all, tenant_rollback_all), updated as it goes: watch a run from another session.';
+COMMENT ON COLUMN public.tenant_migration_runs.id IS
+	'Run number, increasing; tenant_migration_log.run_id points here.';
+COMMENT ON COLUMN public.tenant_migration_runs.action IS
+	'migrate (tenant_migrate_all) or rollback (tenant_rollback_all).';
+COMMENT ON COLUMN public.tenant_migration_runs.target_version IS
+	'The target_version argument (NULL: every registered script).';
+COMMENT ON COLUMN public.tenant_migration_runs.tenants IS
+	'The tenants argument (NULL: every active tenant).';
+COMMENT ON COLUMN public.tenant_migration_runs.workers IS
+	'Background workers the run got (0: the calling session did the work itself).';
+COMMENT ON COLUMN public.tenant_migration_runs.started_at IS
+	'When the run started.';
+COMMENT ON COLUMN public.tenant_migration_runs.finished_at IS
+	'When the run ended, or when it was found interrupted; NULL while running.';
+COMMENT ON COLUMN public.tenant_migration_runs.started_by IS
+	'Role that called the procedure.';
+COMMENT ON COLUMN public.tenant_migration_runs.status IS
+	'running, finished (every tenant attempted), failed (stopped by max_failures or an error), cancelled, or interrupted (its session ended without finishing it: crash, kill, terminate).';
+COMMENT ON COLUMN public.tenant_migration_runs.total IS
+	'Active tenants the run considers.';
+COMMENT ON COLUMN public.tenant_migration_runs.done IS
+	'Tenants dealt with (migrated, already up to date, failed or skipped); each is committed with the tenant''s own transaction.';
+COMMENT ON COLUMN public.tenant_migration_runs.failed IS
+	'Tenants whose migration failed (after lock-timeout retries).';
+COMMENT ON COLUMN public.tenant_migration_runs.skipped IS
+	'Tenants skipped because another session was migrating them.';
+COMMENT ON COLUMN public.tenant_migration_runs.current_tenant IS
+	'The tenant committed last.';
+
+ALTER TABLE public.tenant_migration_log
+	ADD COLUMN run_id bigint REFERENCES public.tenant_migration_runs (id);
+
+CREATE INDEX tenant_migration_log_run_idx
+	ON public.tenant_migration_log (run_id) WHERE run_id IS NOT NULL;
+
+COMMENT ON COLUMN public.tenant_migration_log.run_id IS
+	'The fleet run (tenant_migration_runs.id) the attempt belongs to; NULL for one-schema calls.';
+
+-- CREATE OR REPLACE cannot add arguments: drop and create again.  The C
+-- entry points accept the 1.0 argument lists too, so a database whose
+-- ALTER EXTENSION UPDATE is pending keeps working.
+DROP PROCEDURE public.tenant_migrate_all(text, text[], integer);
+
+CREATE PROCEDURE public.tenant_migrate_all(
+	target_version text DEFAULT NULL,
+	tenants text[] DEFAULT NULL,
+	max_failures integer DEFAULT NULL,
+	workers integer DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'tenant_migrate_all'
+LANGUAGE C;
+
+REVOKE ALL ON PROCEDURE public.tenant_migrate_all(text, text[], integer, integer) FROM PUBLIC;
+
+COMMENT ON PROCEDURE public.tenant_migrate_all(text, text[], integer, integer) IS
+	'Applies pending shared scripts, then migrates every active tenant (or the listed ones) with background workers taking tenants from one queue, committing after each.';
+
+DROP PROCEDURE public.tenant_rollback_all(text, text[]);
+
+CREATE PROCEDURE public.tenant_rollback_all(
+	target_version text,
+	tenants text[] DEFAULT NULL,
+	workers integer DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'tenant_rollback_all'
+LANGUAGE C;
+
+REVOKE ALL ON PROCEDURE public.tenant_rollback_all(text, text[], integer) FROM PUBLIC;
+
+COMMENT ON PROCEDURE public.tenant_rollback_all(text, text[], integer) IS
+	'Rolls every active tenant (or the listed ones) back to target_version with background workers taking tenants from one queue, committing after each.';

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/run.sh — fleet benchmark of tenant_migrate: how long CALL
-# tenant_migrate_all() takes to migrate N tenants through every tenant script
-# of migrations/, compared with the same rewritten SQL streamed through one
-# psql session (the raw floor); a no-op run; tenant_migration_status(); and
-# the peak anonymous memory of the backend running the CALL.
+# tenant_migrate_all(workers => 1, 2, 4) takes to migrate N tenants through
+# every tenant script of migrations/, compared with the same rewritten SQL
+# sent by a client over one connection, each tenant's transaction as one
+# query (one round trip per tenant), and streamed through one psql session
+# (one round trip per statement); a no-op run; tenant_migration_status();
+# and the peak anonymous memory of every process of each run.
 #
 #   bash bench/run.sh [--tenants N] [--shared-buffers SIZE] [--keep]
 #
@@ -14,10 +16,13 @@
 #
 # Builds and installs the extension (tools/lib.sh), creates a throwaway
 # cluster as the postgres user under /tmp on the first free port from 5480
-# (unix socket only; fsync and everything else left at their defaults), builds
-# two identical databases of N tenants, measures, prints a summary with
+# (unix socket only; fsync and everything else left at their defaults but
+# tenant_migrate.max_workers = 4), builds five identical databases of N
+# tenants (one built, four copied from it), measures, prints a summary with
 # PASS/MISS per target, writes it to bench/out/, stops the cluster and cleans
-# up (also on error or Ctrl-C). See bench/README.md for what each figure means.
+# up (also on error or Ctrl-C). It holds /tmp/tm-test.lock from start to end,
+# so that nobody's tests run beside it (run it directly, not under flock).
+# See bench/README.md for what each figure means.
 set -euo pipefail
 
 # shellcheck source=SCRIPTDIR/../tools/lib.sh
@@ -42,16 +47,23 @@ done
 [[ $tenants =~ ^[1-9][0-9]{0,5}$ ]] || tm_die "--tenants must be a number from 1 to 999999"
 
 # Targets (see bench/README.md)
-target_ratio=1.0        # extension / raw stream, at 1000 tenants
-target_noop_ms=1000     # no-op CALL, at 10,000 tenants
-target_status_ms=200    # SELECT * FROM tenant_migration_status(), at 10,000 tenants
-target_rss_mb=200       # peak RssAnon of the CALL's backend plus its fleet worker
+target_ratio=1.0        # workers => 1 / one query per tenant, at 1000 tenants
+target_speedup=1.5      # workers => 2 throughput / workers => 1, at 1000 tenants
+target_noop_ms=100      # no-op CALL, at 10,000 tenants
+target_status_ms=100    # SELECT * FROM tenant_migration_status(), at 10,000 tenants
+target_rss_mb=200       # peak RssAnon of any one process of a run
+worker_counts="1 2 4"
 
 first_port=5480
-sample_ms=100           # memory sampling period
-max_samples=72000       # sampler gives up after 2 h of sampling at 100 ms
+sample_ms=250           # memory sampling period
+max_samples=28800       # sampler gives up after 2 h of sampling at 250 ms
 
 tm_require_root
+# Nobody's tests beside the benchmark: the shared test lock, held to the end
+exec 8>>/tmp/tm-test.lock
+tm_say "waiting for /tmp/tm-test.lock (held while tests run)"
+flock 8
+tm_say "holding /tmp/tm-test.lock"
 bash "$TM_SRC/tools/deps.sh"
 [ -d "$TM_SRC/migrations" ] || tm_die "no migrations/ folder in $TM_SRC"
 
@@ -100,7 +112,8 @@ tm_say "built and installed the extension"
 
 # ---- throwaway cluster ----
 # everything but shared_buffers is initdb's default
-tm_init_cluster "$work" "$data" "$first_port" benchmark "shared_buffers = '$shared_buffers'"
+tm_init_cluster "$work" "$data" "$first_port" benchmark "shared_buffers = '$shared_buffers'" \
+	"tenant_migrate.max_workers = 4"
 port=$TM_PORT
 tm_as_pg "$work" pg_ctl -D "$data" -l "$log" -w start >/dev/null
 
@@ -162,19 +175,25 @@ SQL
 }
 
 t0=$EPOCHREALTIME
-tm_say "building database bench_ext: $tenants tenants, tenant scripts registered, not applied"
-build_db bench_ext
-tm_say "building database bench_raw the same way"
-build_db bench_raw
-nscripts=$(q bench_ext "SELECT count(*) FROM tenant_migration_scripts WHERE scope = 'tenant'")
-pending=$(q bench_ext "SELECT sum(pending) FROM tenant_migration_status()")
-[ "$pending" -eq $((nscripts * tenants)) ] || tm_die "expected $((nscripts * tenants)) pending migrations, found $pending"
+tm_say "building database bench_tmpl: $tenants tenants, tenant scripts registered, not applied"
+build_db bench_tmpl
+dbs="bench_raw bench_one"
+for w in $worker_counts; do dbs="$dbs bench_w$w"; done
+for db in $dbs; do
+	psql_b postgres -qc "CREATE DATABASE $db TEMPLATE bench_tmpl"
+done
+tm_say "copied it to $dbs"
+nscripts=$(q bench_raw "SELECT count(*) FROM tenant_migration_scripts WHERE scope = 'tenant'")
+for db in $dbs; do
+	pending=$(q "$db" "SELECT sum(pending) FROM tenant_migration_status()")
+	[ "$pending" -eq $((nscripts * tenants)) ] || tm_die "$db: expected $((nscripts * tenants)) pending migrations, found $pending"
+done
 tm_say "setup took $(ms_since "$t0") ms ($nscripts tenant scripts pending on each tenant)"
 
-# ---- the raw floor's input: every tenant's plan, one transaction each ----
+# ---- the clients' input: every tenant's plan, one transaction each ----
 plan=$work/plan.sql
 t0=$EPOCHREALTIME
-tm_say "writing the raw stream file from tenant_migration_plan()"
+tm_say "writing the plan file from tenant_migration_plan()"
 psql_b bench_raw -Atq -v FETCH_COUNT=200 -o "$plan" <<'SQL'
 SELECT format(E'BEGIN;\nSET LOCAL search_path = %I, public;\n', r.schema_name)
        || (SELECT string_agg(p.sql, E'\n;\n' ORDER BY public.tenant_version_key(p.version))
@@ -187,20 +206,34 @@ SQL
 plan_bytes=$(stat -c %s "$plan")
 tm_say "plan file: $plan_bytes bytes, written in $(ms_since "$t0") ms"
 
-# ---- 2. raw floor ----
+# ---- the one-query-per-tenant client (libpq) ----
+onequery=$work/onequery
+gcc -O2 -Wall -o "$onequery" "$TM_SRC/bench/onequery.c" \
+	-I"$(pg_config --includedir)" -L"$(pg_config --libdir)" -lpq ||
+	tm_die "could not build bench/onequery.c (libpq-dev?)"
+chmod 755 "$onequery"
+
+# ---- A. psql stream: one round trip per statement ----
 q bench_raw "CHECKPOINT" >/dev/null
 load_stream=$(loadavg)
-tm_say "timing the raw stream: psql -f plan.sql on bench_raw (load average $load_stream)"
+tm_say "timing the psql stream: psql -f plan.sql on bench_raw (load average $load_stream)"
 t0=$EPOCHREALTIME
 psql_b bench_raw -q -f "$plan" >"$work/stream.out" 2>"$work/stream.err"
 stream_ms=$(ms_since "$t0")
-tm_say "raw stream: $stream_ms ms"
+tm_say "psql stream: $stream_ms ms"
 
-# ---- 1 + 5. the fleet run, with the backend's memory sampled ----
-pidfile=$work/call.pid
-stopfile=$work/sampler.stop
-samples=$work/rss.samples
-: >"$samples"
+# ---- B. one query per tenant: one round trip per tenant ----
+q bench_one "CHECKPOINT" >/dev/null
+load_one=$(loadavg)
+tm_say "timing one query per tenant on bench_one (load average $load_one)"
+t0=$EPOCHREALTIME
+sent=$(tm_as_pg "$work" "$onequery" "host=$work port=$port user=postgres dbname=bench_one" "$plan" 2>"$work/one.err") ||
+	tm_die "the one-query client failed: $(cat "$work/one.err")"
+one_ms=$(ms_since "$t0")
+[ "$sent" -eq "$tenants" ] || tm_die "the one-query client sent $sent transactions, not $tenants"
+tm_say "one query per tenant: $one_ms ms"
+
+# ---- C. the fleet runs, with every process's memory sampled ----
 # rss_kb PID — RssAnon (kB) of a process, nothing if it is gone
 rss_kb() {
 	local key value _
@@ -213,21 +246,20 @@ rss_kb() {
 		done <"/proc/$1/status"
 	} 2>/dev/null || true
 }
-# fleet_workers PID — the background workers a CALL's backend hands its
-# tenants to (their title is "... worker for PID <backend pid>")
+# fleet_workers PID — the background workers of a CALL's backend (their
+# title is "... worker N for PID <backend pid>")
 fleet_workers() {
-	local d title
-	for d in /proc/[0-9]*; do
-		title=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
-		case $title in *"worker for PID $1"*) echo "${d#/proc/}" ;; esac
-	done
+	# one grep over every process's command line: the sampler must not eat
+	# the CPU the run is measured on
+	# (a pattern that does not match grep's own command line)
+	grep -lsE -- "worker [0-9]+ for PID $1" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 || true
 }
-# sampler — waits (10 s at most) for the backend pid, then writes
-# "ms_since_first_sample total_kB backend_kB" every $sample_ms ms, where
-# total is the RssAnon of the CALL's backend plus its fleet worker, until
-# the stop file appears, the backend is gone, or $max_samples samples.
+# sampler PIDFILE STOPFILE SAMPLES — waits (10 s at most) for the backend
+# pid, then writes "ms total_kB backend_kB largest_process_kB workers" every
+# $sample_ms ms, until the stop file appears, the backend is gone, or
+# $max_samples samples.
 sampler() {
-	local i pid start leader total w v
+	local pidfile=$1 stopfile=$2 samples=$3 i pid start leader total w v largest n
 	for ((i = 0; i < 100; i++)); do
 		[ -s "$pidfile" ] && break
 		sleep 0.1
@@ -241,83 +273,73 @@ sampler() {
 		# a worker (or the backend) may exit between listing and reading
 		leader=$(rss_kb "$pid") || leader=
 		if [ -n "$leader" ]; then
-			total=$leader
+			total=$leader largest=$leader n=0
 			for w in $(fleet_workers "$pid"); do
 				v=$(rss_kb "$w") || v=0
-				total=$((total + ${v:-0}))
+				v=${v:-0}
+				total=$((total + v))
+				[ "$v" -le "$largest" ] || largest=$v
+				n=$((n + 1))
 			done
-			printf '%s %s %s\n' "$(ms_since "$start")" "$total" "$leader" >>"$samples"
-		else
-			echo "sample $i: no RssAnon" >>"$samples.err"
+			printf '%s %s %s %s %s\n' "$(ms_since "$start")" "$total" "$leader" "$largest" "$n" >>"$samples"
 		fi
 		sleep "0.$(printf '%03d' "$sample_ms")"
 	done
-	echo "sampler stopped after $i samples" >>"$samples.err"
 }
 
-q bench_ext "CHECKPOINT" >/dev/null
-load_call=$(loadavg)
-sampler &
-sampler_pid=$!
-tm_say "timing CALL tenant_migrate_all() on bench_ext (load average $load_call)"
-# After the CALL, the same backend lists the memory contexts it still holds
-# (what the procedure's SPI connection held is gone by then).
-psql_b bench_ext -Atq >"$work/call.out" 2>"$work/call.err" <<SQL
+declare -A call_ms peak_total peak_leader peak_proc max_workers_seen nsamples_of load_of
+for w in $worker_counts; do
+	db=bench_w$w
+	pidfile=$work/call-$w.pid
+	stopfile=$work/sampler-$w.stop
+	samples=$work/rss-$w.samples
+	: >"$samples"
+	q "$db" "CHECKPOINT" >/dev/null
+	load_of[$w]=$(loadavg)
+	sampler "$pidfile" "$stopfile" "$samples" &
+	sampler_pid=$!
+	tm_say "timing CALL tenant_migrate_all(workers => $w) on $db (load average ${load_of[$w]})"
+	psql_b "$db" -Atq >"$work/call-$w.out" 2>"$work/call-$w.err" <<SQL
 \o $pidfile
 SELECT pg_backend_pid();
 \o
 \timing on
-CALL tenant_migrate_all();
+CALL tenant_migrate_all(workers => $w);
 \timing off
-\o $work/retained.txt
-SELECT format('%s x%s: %s MB', name, count(*), round(sum(total_bytes) / 1048576.0, 1))
-  FROM pg_backend_memory_contexts GROUP BY name ORDER BY sum(total_bytes) DESC LIMIT 5;
-SELECT format('all contexts: %s MB', round(sum(total_bytes) / 1048576.0, 1)) FROM pg_backend_memory_contexts;
-\o
 SQL
-touch "$stopfile"
-wait "$sampler_pid" || true
-sampler_pid=
-call_ms=$(timing_ms "$work/call.out" | tail -n 1)
-[ -n "$call_ms" ] || tm_die "no timing for the CALL (see $work/call.out)"
-tm_say "CALL tenant_migrate_all(): $call_ms ms"
-grep -h 'finished in' "$work/call.err" | sed 's/^/    /' || true
+	touch "$stopfile"
+	wait "$sampler_pid" || true
+	sampler_pid=
+	call_ms[$w]=$(timing_ms "$work/call-$w.out" | tail -n 1)
+	[ -n "${call_ms[$w]}" ] || tm_die "no timing for the CALL (see $work/call-$w.out)"
+	tm_say "CALL tenant_migrate_all(workers => $w): ${call_ms[$w]} ms"
+	grep -h 'finished in\|worker' "$work/call-$w.err" | sed 's/^/    /' || true
+	behind=$(q "$db" "SELECT count(*) FROM tenant_migration_status() WHERE pending > 0 OR last_error IS NOT NULL")
+	[ "$behind" -eq 0 ] || tm_die "$db: $behind tenants not migrated by the CALL (see $work/call-$w.err)"
+	nsamples_of[$w]=$(wc -l <"$samples")
+	peak_total[$w]=$(awk '$2 > m { m = $2 } END { printf "%.1f", m / 1024 }' "$samples")
+	peak_leader[$w]=$(awk '$3 > m { m = $3 } END { printf "%.1f", m / 1024 }' "$samples")
+	peak_proc[$w]=$(awk '$4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$samples")
+	max_workers_seen[$w]=$(awk '$5 > m { m = $5 } END { print m + 0 }' "$samples")
+done
 
-# Both databases must now be in the same state: every tenant migrated.
-behind=$(q bench_ext "SELECT count(*) FROM tenant_migration_status() WHERE pending > 0 OR last_error IS NOT NULL")
-[ "$behind" -eq 0 ] || tm_die "$behind tenants not migrated by the CALL (see $work/call.err)"
+# Every database must now be in the same state: every tenant migrated.
 count_objects="SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname LIKE 'tenant\\_%'"
-objs_ext=$(q bench_ext "$count_objects")
-objs_raw=$(q bench_raw "$count_objects")
-if [ "$objs_ext" -ne "$objs_raw" ] || [ "$objs_ext" -eq 0 ]; then
-	tm_die "tenant relations differ: $objs_ext (extension) vs $objs_raw (raw stream)"
-fi
+objs_ref=$(q bench_raw "$count_objects")
+[ "$objs_ref" -gt 0 ] || tm_die "no tenant relations in bench_raw"
+for db in $dbs; do
+	objs=$(q "$db" "$count_objects")
+	[ "$objs" -eq "$objs_ref" ] || tm_die "tenant relations differ: $objs ($db) vs $objs_ref (bench_raw)"
+done
 
-# Where the CALL's time went: the scripts' own statements (duration_ms of
-# each applied migration) vs the rest (bookkeeping, locks, commits, caches).
-scripts_ms=$(q bench_ext "SELECT round(sum(duration_ms)::numeric, 1) FROM tenant_migrations WHERE tenant_schema <> 'public'")
+# Where the sequential CALL's time went: the scripts' own statements
+# (duration_ms of each applied migration) vs the rest (bookkeeping, locks,
+# commits, caches).
+scripts_ms=$(q bench_w1 "SELECT round(sum(duration_ms)::numeric, 1) FROM tenant_migrations WHERE tenant_schema <> 'public'")
 
-# Memory: first sample, at 10% and 50% of the run, last sample, peak.
-nsamples=$(wc -l <"$samples")
-rss_at() { # FRACTION — RssAnon (MB) of the sample nearest to that point of the CALL
-	awk -v f="$1" -v t="$call_ms" '
-		{ d = $1 - f * t; if (d < 0) d = -d; if (NR == 1 || d < best) { best = d; v = $2 } }
-		END { printf "%.1f", v / 1024 }' "$samples"
-}
-if [ "$nsamples" -gt 0 ]; then
-	rss_first=$(awk 'NR == 1 { printf "%.1f", $2 / 1024 }' "$samples")
-	rss_10=$(rss_at 0.1)
-	rss_50=$(rss_at 0.5)
-	rss_last=$(awk 'END { printf "%.1f", $2 / 1024 }' "$samples")
-	rss_peak=$(awk '$2 > m { m = $2 } END { printf "%.1f", m / 1024 }' "$samples")
-	rss_leader_peak=$(awk '$3 > m { m = $3 } END { printf "%.1f", m / 1024 }' "$samples")
-else
-	rss_first=n/a rss_10=n/a rss_50=n/a rss_last=n/a rss_peak=n/a rss_leader_peak=n/a
-fi
-
-# ---- 3. no-op run (every tenant up to date), 3 times ----
+# ---- D. no-op run (every tenant up to date), 3 times ----
 tm_say "timing the no-op CALL tenant_migrate_all() (3 runs)"
-psql_b bench_ext -Atq >"$work/noop.out" 2>"$work/noop.err" <<SQL
+psql_b bench_w1 -Atq >"$work/noop.out" 2>"$work/noop.err" <<SQL
 \timing on
 CALL tenant_migrate_all();
 CALL tenant_migrate_all();
@@ -326,9 +348,9 @@ SQL
 noop_all=$(timing_ms "$work/noop.out" | paste -sd' ')
 noop_ms=$(timing_ms "$work/noop.out" | median)
 
-# ---- 4. status, 5 times ----
+# ---- E. status, 5 times ----
 tm_say "timing SELECT * FROM tenant_migration_status() (5 runs)"
-psql_b bench_ext -q >"$work/status.out" <<SQL
+psql_b bench_w1 -q >"$work/status.out" <<SQL
 \timing on
 \o /dev/null
 SELECT * FROM tenant_migration_status();
@@ -341,21 +363,25 @@ status_all=$(timing_ms "$work/status.out" | paste -sd' ')
 status_ms=$(timing_ms "$work/status.out" | median)
 
 # ---- summary ----
-ratio=$(awk -v a="$call_ms" -v b="$stream_ms" 'BEGIN { printf "%.2f", a / b }')
-per_tenant_ext=$(awk -v a="$call_ms" -v n="$tenants" 'BEGIN { printf "%.2f", a / n }')
-per_tenant_raw=$(awk -v a="$stream_ms" -v n="$tenants" 'BEGIN { printf "%.2f", a / n }')
-overhead_ms=$(awk -v a="$call_ms" -v s="$scripts_ms" 'BEGIN { printf "%.1f", a - s }')
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+per() { awk -v a="$1" -v n="$tenants" 'BEGIN { printf "%.2f", a / n }'; }
+ratio=$(div "${call_ms[1]}" "$one_ms")
+ratio_stream=$(div "${call_ms[1]}" "$stream_ms")
+speedup2=$(div "${call_ms[1]}" "${call_ms[2]}")
+speedup4=$(div "${call_ms[1]}" "${call_ms[4]}")
+overhead_ms=$(awk -v a="${call_ms[1]}" -v s="$scripts_ms" 'BEGIN { printf "%.1f", a - s }')
+peak_any=$(for w in $worker_counts; do echo "${peak_proc[$w]}"; done | sort -g | tail -n 1)
 pass() { # VALUE OP LIMIT
 	if [[ $1 =~ ^[0-9.]+$ ]] && awk -v v="$1" -v l="$3" "BEGIN { exit !(v $2 l) }"; then echo PASS; else echo MISS; fi
 }
 at_scale() { # N_FOR_TARGET — note when this run is not at the target's scale
 	[ "$tenants" -eq "$1" ] || printf ' (target is set at %s tenants; this run has %s)' "$1" "$tenants"
 }
-settings=$(q bench_ext "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name)
+settings=$(q bench_w1 "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name)
                          FROM pg_settings WHERE name IN ('shared_buffers', 'fsync', 'synchronous_commit',
                          'wal_level', 'max_wal_size', 'checkpoint_timeout', 'autovacuum', 'work_mem',
-                         'full_page_writes')")
-pgversion=$(q bench_ext "SELECT version()")
+                         'full_page_writes', 'tenant_migrate.max_workers', 'max_worker_processes')")
+pgversion=$(q bench_w1 "SELECT version()")
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 memtotal=$(awk '/^MemTotal:/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo)
 total_s=$(awk -v a="$bench_started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
@@ -363,35 +389,37 @@ total_s=$(awk -v a="$bench_started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f"
 mkdir -p "$TM_SRC/bench/out"
 summary=$TM_SRC/bench/out/summary-$tenants-$(date +%Y%m%d-%H%M%S).txt
 {
-	cat <<EOF
-
-===== tenant_migrate fleet benchmark: $tenants tenants x $nscripts tenant scripts =====
-date      $(date -u '+%Y-%m-%d %H:%M UTC')
-machine   $(nproc) CPUs ($cpu), $memtotal RAM, $(uname -sr)
-server    $pgversion
-settings  $settings
-plan file $plan_bytes bytes (BEGIN; SET LOCAL search_path; the $nscripts rewritten scripts; COMMIT; per tenant)
-
-1. CALL tenant_migrate_all(), all tenants   $call_ms ms  ($per_tenant_ext ms/tenant)
-     of which script statements (sum of tenant_migrations.duration_ms)  $scripts_ms ms
-     of which the rest (bookkeeping, locks, subtransactions, commits)   $overhead_ms ms
-2. raw stream, psql -f, one tx per tenant   $stream_ms ms  ($per_tenant_raw ms/tenant; DDL only, no bookkeeping)
-   ratio extension / stream                  $ratio
-3. no-op CALL (all up to date), median of 3  $noop_ms ms  (runs: $noop_all)
-4. tenant_migration_status(), median of 5    $status_ms ms  (runs: $status_all)
-5. RssAnon of the CALL's backend + its fleet worker (MB)  peak $rss_peak (backend alone: $rss_leader_peak); first sample $rss_first, 10% $rss_10, 50% $rss_50, last sample $rss_last ($nsamples samples every ${sample_ms} ms)
-   memory contexts the backend still holds after the CALL (largest first):
-$(sed 's/^/     /' "$work/retained.txt")
-load average (1 min) before the stream $load_stream, before the CALL $load_call ($(nproc) CPUs)
-
-targets
-  ratio extension/stream <= $target_ratio    $ratio     $(pass "$ratio" '<=' "$target_ratio")$(at_scale 1000)
-  no-op run < $target_noop_ms ms            $noop_ms ms   $(pass "$noop_ms" '<' "$target_noop_ms")$(at_scale 10000)
-  status < $target_status_ms ms              $status_ms ms   $(pass "$status_ms" '<' "$target_status_ms")$(at_scale 10000)
-  peak RssAnon < $target_rss_mb MB          $rss_peak MB   $(pass "$rss_peak" '<' "$target_rss_mb")
-
-benchmark wall time $total_s s
-EOF
+	printf '\n===== tenant_migrate fleet benchmark: %s tenants x %s tenant scripts =====\n' "$tenants" "$nscripts"
+	printf 'date      %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+	printf 'machine   %s CPUs (%s), %s RAM, %s\n' "$(nproc)" "$cpu" "$memtotal" "$(uname -sr)"
+	printf 'server    %s\n' "$pgversion"
+	printf 'settings  %s\n' "$settings"
+	printf 'plan file %s bytes (BEGIN; SET LOCAL search_path; the %s rewritten scripts; COMMIT; per tenant)\n\n' "$plan_bytes" "$nscripts"
+	printf 'clients (the same SQL, no bookkeeping)\n'
+	printf 'A. psql stream, psql -f: one round trip per statement     %s ms  (%s ms/tenant)\n' "$stream_ms" "$(per "$stream_ms")"
+	printf 'B. one query per tenant (libpq): one round trip per tenant %s ms  (%s ms/tenant)\n\n' "$one_ms" "$(per "$one_ms")"
+	printf 'CALL tenant_migrate_all(workers => n)\n'
+	for w in $worker_counts; do
+		printf 'C%s. workers => %s: %s ms  (%s ms/tenant, %s tenants/s; speedup over workers => 1: %s)\n' \
+			"$w" "$w" "${call_ms[$w]}" "$(per "${call_ms[$w]}")" \
+			"$(awk -v a="${call_ms[$w]}" -v n="$tenants" 'BEGIN { printf "%.1f", n / (a / 1000) }')" \
+			"$(div "${call_ms[1]}" "${call_ms[$w]}")"
+		printf '    peak RssAnon (MB): largest process %s, the CALL backend %s, all together %s; most workers at once %s (%s samples)\n' \
+			"${peak_proc[$w]}" "${peak_leader[$w]}" "${peak_total[$w]}" "${max_workers_seen[$w]}" "${nsamples_of[$w]}"
+	done
+	printf '    workers => 1: script statements (sum of tenant_migrations.duration_ms) %s ms, the rest %s ms\n' "$scripts_ms" "$overhead_ms"
+	printf 'D. no-op CALL (all up to date), median of 3  %s ms  (runs: %s)\n' "$noop_ms" "$noop_all"
+	printf 'E. tenant_migration_status(), median of 5    %s ms  (runs: %s)\n' "$status_ms" "$status_all"
+	printf 'load average (1 min) before A %s, before B %s, before C1/C2/C4 %s/%s/%s (%s CPUs)\n\n' \
+		"$load_stream" "$load_one" "${load_of[1]}" "${load_of[2]}" "${load_of[4]}" "$(nproc)"
+	printf 'targets\n'
+	printf '  workers => 1 / one query per tenant <= %s   %s   %s%s\n' "$target_ratio" "$ratio" "$(pass "$ratio" '<=' "$target_ratio")" "$(at_scale 1000)"
+	printf '  workers => 2 speedup >= %s                %s   %s%s\n' "$target_speedup" "$speedup2" "$(pass "$speedup2" '>=' "$target_speedup")" "$(at_scale 1000)"
+	printf '  (workers => 4 speedup %s; workers => 1 / psql stream %s)\n' "$speedup4" "$ratio_stream"
+	printf '  no-op run < %s ms                      %s ms   %s%s\n' "$target_noop_ms" "$noop_ms" "$(pass "$noop_ms" '<' "$target_noop_ms")" "$(at_scale 10000)"
+	printf '  status < %s ms                         %s ms   %s%s\n' "$target_status_ms" "$status_ms" "$(pass "$status_ms" '<' "$target_status_ms")" "$(at_scale 10000)"
+	printf '  peak RssAnon of any process < %s MB    %s MB   %s\n\n' "$target_rss_mb" "$peak_any" "$(pass "$peak_any" '<' "$target_rss_mb")"
+	printf 'benchmark wall time %s s\n' "$total_s"
 } | tee "$summary"
-cp "$samples" "${summary%.txt}.rss"
+for w in $worker_counts; do cp "$work/rss-$w.samples" "${summary%.txt}.rss-w$w"; done
 tm_say "summary written to $summary"

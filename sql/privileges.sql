@@ -169,7 +169,9 @@ SELECT c.oid::regclass AS relation, pg_get_userbyid(c.relowner) AS owner
  WHERE c.relnamespace IN ('tenant_priv_a'::regnamespace, 'tenant_priv_m'::regnamespace)
  ORDER BY 1;
 SELECT tenant_schema, version, applied_by FROM tenant_migrations ORDER BY 1, 2;
-SELECT tenant_schema, version, action, status, performed_by FROM tenant_migration_log ORDER BY id;
+-- (a fleet run's rows in tenant order: its workers commit in any order)
+SELECT tenant_schema, version, action, status, performed_by FROM tenant_migration_log
+ ORDER BY run_id NULLS FIRST, CASE WHEN run_id IS NULL THEN id END, tenant_schema, id;
 
 -- Clean up
 SET client_min_messages = warning;

@@ -216,11 +216,12 @@ SELECT tenant_migration_add('002.5', 'late', 'CREATE TABLE public.late (id int);
 SELECT * FROM tenant_verify();
 SELECT pg_temp.try($$SELECT * FROM tenant_migrate('tenant_acme')$$);
 SELECT tenant_schema, pending FROM tenant_migration_status() ORDER BY 1;
--- a fleet run fails those tenants, logged, and goes on
+-- a fleet run fails those tenants, logged, and goes on (one worker: the
+-- warnings come in tenant order)
 SET client_min_messages = warning;
-CALL tenant_migrate_all();
+CALL tenant_migrate_all(workers => 1);
 RESET client_min_messages;
-SELECT tenant_schema, version, status, error FROM tenant_migration_log WHERE status = 'failed' ORDER BY id;
+SELECT tenant_schema, version, status, error FROM tenant_migration_log WHERE status = 'failed' ORDER BY tenant_schema, id;
 -- allowed with the setting: applied, and no longer reported
 SET tenant_migrate.out_of_order = on;
 SELECT version FROM tenant_migrate('tenant_acme');
@@ -336,3 +337,14 @@ SELECT pg_temp.try($$SELECT * FROM tenant_migrate_shared()$$);
 SELECT tenant_schema, status, current_version, applied, pending, last_error IS NOT NULL AS failed
   FROM tenant_migration_status('public');
 SELECT shared_pending, shared_failing FROM tenant_migration_overview;
+
+-- Clean up: the tenant schemas (the next suite drops the extension)
+SET client_min_messages = warning;
+DO $$
+DECLARE s name;
+BEGIN
+  FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%' LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', s);
+  END LOOP;
+END $$;
+RESET client_min_messages;

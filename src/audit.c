@@ -63,6 +63,7 @@ typedef struct TmAuditRequest
 	char		action[16];
 	TimestampTz started_at;
 	double		duration_ms;
+	int64		run_id;			/* the fleet run, 0: none */
 	bool		done;			/* set by the worker once the row is committed */
 	char		error[FLEXIBLE_ARRAY_MEMBER];
 } TmAuditRequest;
@@ -89,6 +90,7 @@ tm_audit_failure(const char *schema, const char *version, const char *action,
 	strlcpy(req->action, action, sizeof(req->action));
 	req->started_at = started_at;
 	req->duration_ms = duration_ms;
+	req->run_id = tm_current_run_id;
 	req->done = false;
 	memcpy(req->error, error, errlen + 1);
 
@@ -145,6 +147,7 @@ tm_audit_worker_main(Datum arg)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "tenant_migrate: recording a failed attempt");
+	tm_current_run_id = req->run_id;
 
 	tm_log_attempt(NameStr(req->schema),
 				   NameStr(req->version)[0] ? NameStr(req->version) : NULL,

@@ -47,6 +47,8 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -222,9 +224,81 @@ tm_catalog_invoker(void)
 	return GetUserNameFromId(GetUserId(), false);
 }
 
+/*
+ * Saved plans of tm_catalog_exec_cached(), keyed by the address of the
+ * query text (a string constant); the text is kept to check the key.
+ */
+typedef struct TmCachedPlan
+{
+	const char *sql;			/* hash key */
+	char	   *text;
+	int			nargs;
+	SPIPlanPtr	plan;
+} TmCachedPlan;
+
+static HTAB *plan_cache = NULL;
+
+/* The saved plan of sql, prepared (as the owner, path pinned) if need be */
+static SPIPlanPtr
+cached_plan(const char *sql, int nargs, Oid *argtypes)
+{
+	TmCachedPlan *entry;
+	bool		found;
+	SPIPlanPtr	plan;
+
+	if (plan_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(const char *);
+		ctl.entrysize = sizeof(TmCachedPlan);
+		plan_cache = hash_create("tenant_migrate saved plans", 32, &ctl,
+								 HASH_ELEM | HASH_BLOBS);
+	}
+	entry = (TmCachedPlan *) hash_search(plan_cache, &sql, HASH_ENTER, &found);
+	if (found && entry->plan != NULL && entry->nargs == nargs &&
+		strcmp(entry->text, sql) == 0)
+		return entry->plan;
+	if (found && entry->plan != NULL)
+	{
+		SPI_freeplan(entry->plan);
+		pfree(entry->text);
+	}
+	entry->plan = NULL;
+	entry->text = NULL;
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed (%s) for query: %s",
+			 SPI_result_code_string(SPI_result), sql);
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	entry->text = MemoryContextStrdup(TopMemoryContext, sql);
+	entry->nargs = nargs;
+	entry->plan = plan;
+	return plan;
+}
+
+static void catalog_exec(const char *sql, int nargs, Oid *argtypes,
+						 Datum *values, const char *nulls, int expect_rc,
+						 bool cache);
+
 void
 tm_catalog_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 				const char *nulls, int expect_rc)
+{
+	catalog_exec(sql, nargs, argtypes, values, nulls, expect_rc, false);
+}
+
+void
+tm_catalog_exec_cached(const char *sql, int nargs, Oid *argtypes, Datum *values,
+					   const char *nulls, int expect_rc)
+{
+	catalog_exec(sql, nargs, argtypes, values, nulls, expect_rc, true);
+}
+
+static void
+catalog_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
+			 const char *nulls, int expect_rc, bool cache)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	Oid			save_userid;
@@ -252,7 +326,11 @@ tm_catalog_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 							 true, 0, false);
 	PG_TRY();
 	{
-		rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+		if (cache)
+			rc = SPI_execute_plan(cached_plan(sql, nargs, argtypes), values,
+								  nulls, false, 0);
+		else
+			rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
 	}
 	PG_CATCH();
 	{
@@ -319,15 +397,18 @@ tm_spi_getstr(uint64 row, int col)
 
 /*---- The audit log: the one statement that writes it ----*/
 
+/* The fleet run whose work this process does now (0: none), see fleet.c */
+int64		tm_current_run_id = 0;
+
 void
 tm_log_attempt(const char *schema, const char *version, const char *action,
 			   const char *status, const char *error, TimestampTz started_at,
 			   double duration_ms, const char *performed_by)
 {
-	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TIMESTAMPTZOID, FLOAT8OID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID, FLOAT8OID, TEXTOID, INT8OID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	values[0] = CStringGetTextDatum(schema);
 	values[1] = version ? CStringGetTextDatum(version) : (Datum) 0;
@@ -340,9 +421,18 @@ tm_log_attempt(const char *schema, const char *version, const char *action,
 	nulls[5] = started_at ? ' ' : 'n';
 	values[6] = Float8GetDatum(duration_ms);
 	values[7] = CStringGetTextDatum(performed_by ? performed_by : tm_catalog_invoker());
-	tm_catalog_exec("INSERT INTO public.tenant_migration_log"
-					" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by)"
-					" VALUES ($1::pg_catalog.name, $2, $3, $4, $5,"
-					"         COALESCE($6, pg_catalog.clock_timestamp()), $7, $8::pg_catalog.name)",
-					8, argtypes, values, nulls, SPI_OK_INSERT);
+	values[8] = Int64GetDatum(tm_current_run_id);
+	/* without a run, no run_id column: 1.0 (update pending) has none */
+	if (tm_current_run_id > 0)
+		tm_catalog_exec_cached("INSERT INTO public.tenant_migration_log"
+						" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by, run_id)"
+						" VALUES ($1::pg_catalog.name, $2, $3, $4, $5,"
+						"         COALESCE($6, pg_catalog.clock_timestamp()), $7, $8::pg_catalog.name, $9)",
+						9, argtypes, values, nulls, SPI_OK_INSERT);
+	else
+		tm_catalog_exec_cached("INSERT INTO public.tenant_migration_log"
+						" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by)"
+						" VALUES ($1::pg_catalog.name, $2, $3, $4, $5,"
+						"         COALESCE($6, pg_catalog.clock_timestamp()), $7, $8::pg_catalog.name)",
+						8, argtypes, values, nulls, SPI_OK_INSERT);
 }

@@ -175,12 +175,20 @@ note_context(void *arg)
  */
 int
 tm_execute_statement(const TmScript *script, int i, const char *sql,
-					 bool tenant)
+					 const char *tenant_schema)
 {
 	ErrorContextCallback notecb;
 	int			rc;
+	bool		tenant = (tenant_schema != NULL);
 
-	if (tenant && script->stmt_note[i] != NULL)
+	/*
+	 * A recorded rollback names its own tenant's schema: that one is not
+	 * "another schema"
+	 */
+	bool		note = tenant && script->stmt_note[i] != NULL &&
+		strcmp(script->stmt_other_schema[i], tenant_schema) != 0;
+
+	if (note)
 	{
 		notecb.callback = note_context;
 		notecb.arg = script->stmt_note[i];
@@ -207,7 +215,7 @@ tm_execute_statement(const TmScript *script, int i, const char *sql,
 	else
 		rc = SPI_execute(sql, false, 0);
 
-	if (tenant && script->stmt_note[i] != NULL)
+	if (note)
 		error_context_stack = notecb.previous;
 	return rc;
 }

@@ -2,26 +2,47 @@
  *
  * src/fleet.c
  *		Fleet runs: PROCEDURE tenant_migrate_all() and
- *		PROCEDURE tenant_rollback_all(), one commit per tenant.
+ *		PROCEDURE tenant_rollback_all(), one commit per tenant, with
+ *		background workers taking tenants from one shared queue.
  *
  * Processes, transactions and locks
  * ---------------------------------
  * The CALL's own backend (the leader) refuses inside a transaction block
- * (CallContext.atomic), applies pending shared scripts in a transaction of
- * its own, then reads, set-based, which tenants have work.  It hands those
- * tenants, FLEET_BATCH at a time, to a dynamic background worker that
- * connects as the caller with the caller's settings (GUC state and roles
- * are copied the way parallel query copies them) and works through its
- * batch; the leader waits, relays progress NOTICEs and failure WARNINGs,
- * and starts the next worker.  Why workers: every tenant has its own
- * functions, and each one a migration calls (a trigger firing during a
+ * (CallContext.atomic), records the run in tenant_migration_runs, applies
+ * pending shared scripts in a transaction of its own, then reads,
+ * set-based, which tenants have work.  Those tenants go into a queue in a
+ * dynamic shared memory segment; `workers` dynamic background workers
+ * (default and server-wide cap: tenant_migrate.max_workers) each take the
+ * next tenant with an atomic increment, so one slow tenant holds back
+ * nobody.  Each worker connects as the caller with the caller's settings
+ * (GUC state and roles are copied the way parallel query copies them) and
+ * exits after FLEET_BATCH tenants; the leader starts another one in its
+ * place while tenants remain.  Why workers that exit: every tenant has its
+ * own functions, and each one a migration calls (a trigger firing during a
  * data migration) stays compiled in PL/pgSQL's cache for the life of the
- * backend -- some 80 kB apiece, with no way to evict it.  A worker exits
- * after its batch, so memory stays bounded however many tenants there
- * are.  If no worker can be started (no free max_worker_processes slot),
- * the leader runs the batch itself.
+ * backend -- some 80 kB apiece, with no way to evict it -- so memory stays
+ * flat however many tenants there are.
  *
- * For each tenant, in the worker (or the leader):
+ * Worker slots: a run takes, without waiting, as many of the server's
+ * tenant_migrate.max_workers slots (session-level locks in the
+ * extension's lock space, free again when their holder exits) as it asks
+ * for and gets; fewer than asked is said in a NOTICE.  With none (all
+ * slots taken by other runs, no free max_worker_processes slot, or
+ * workers => 0), the leader runs the tenants itself, from the same queue.
+ *
+ * Messages
+ * --------
+ * Each worker has a shm_mq to the leader, and its error reporting is
+ * redirected there (pq_redirect_to_shm_mq, as parallel workers do): its
+ * NOTICEs and WARNINGs -- a tenant's failure is a WARNING carrying the
+ * tenant error's SQLSTATE -- and its own ERROR or FATAL arrive in protocol
+ * format, and the leader re-raises them to its client (ThrowErrorData).
+ * Besides those, a worker sends 'R' (a tenant's outcome: queue index and
+ * FleetOutcome) after each tenant's commit and 'X' when it exits on
+ * purpose.  The leader counts only these messages of its own workers.  A
+ * worker that detaches without 'X' died: the run stops with an error.
+ *
+ * For each tenant, in a worker (or the leader):
  *	1. An internal subtransaction isolates the tenant's work, the way a
  *	   PL/pgSQL EXCEPTION block does.
  *	2. The tenant's advisory lock is tried without waiting: a tenant another
@@ -35,16 +56,34 @@
  *	   A lock timeout is retried up to tenant_migrate.lock_retries times
  *	   with exponential backoff.  A query cancel is not a tenant failure: it
  *	   stops the run (what was committed stays committed).
- *	5. SPI_commit() (non-atomic SPI).
+ *	5. The run's row in tenant_migration_runs is counted up, then the
+ *	   tenant's transaction commits: the row shows exactly what is
+ *	   committed, also after a crash.
+ * max_failures: every process adds its failures to a shared counter and
+ * takes no further tenant once it is reached (tenants already under way
+ * finish, so with n workers up to n - 1 more may fail).
  *
- * A cancel of the CALL terminates the worker and waits for it, so when the
- * CALL returns, the tenant in progress is rolled back; a terminated leader
- * terminates its worker on exit.  The runner re-reads each tenant's
- * history under its lock, so the list read at the start can be stale at
- * no cost but a wasted lock.  Each script is compiled once per process
- * (TmScriptCache), per-tenant allocations go to a memory context reset for
- * every tenant, SPI results are freed as the next query runs, and the
- * relation and catalog caches are flushed every FLEET_CACHE_FLUSH tenants.
+ * Run records
+ * -----------
+ * The leader holds a session-level lock (TM_RUN_KEY1, run id) from before
+ * its run row is visible until the run ends.  A row still 'running' whose
+ * lock nobody holds belongs to a leader that is gone (crash, kill -9,
+ * pg_terminate_backend, lost client): the next run, or a
+ * tenant_migration_status() call, marks it 'interrupted'
+ * (tm_runs_mark_interrupted), as pg_cron marks its interrupted jobs.  A
+ * cancel, or an error, marks the run 'cancelled' or 'failed' on the way
+ * out.
+ *
+ * A cancel of the CALL terminates the workers and waits for them, so when
+ * the CALL returns, the tenants in progress are rolled back; a terminated
+ * leader terminates its workers on exit.  The runner re-reads each
+ * tenant's history under its lock, so the list read at the start can be
+ * stale at no cost but a wasted lock.  Each script is compiled once per
+ * process (TmScriptCache), per-tenant allocations go to a memory context
+ * reset for every tenant, SPI results are freed as the next query runs,
+ * and the leader, when it runs tenants itself, flushes the relation and
+ * catalog caches every FLEET_CACHE_FLUSH tenants (a worker does not need
+ * to: it exits after FLEET_BATCH).
  *
  *-------------------------------------------------------------------------
  */
@@ -53,21 +92,30 @@
 #include "tenant_migrate.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "libpq/pqformat.h"
+#include "libpq/pqmq.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
+#include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
+#include "storage/proc.h"
+#include "storage/shm_mq.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -88,18 +136,25 @@ extern bool pq_check_connection(void);
 /* Tenants one worker takes before it exits and frees what it cached */
 #define FLEET_BATCH			100
 
-/* Flush relation and catalog caches after this many tenants */
+/* The leader, running tenants itself, flushes its caches this often */
 #define FLEET_CACHE_FLUSH	50
 
 /* bgw_type of fleet workers (pg_stat_activity.backend_type) */
 #define FLEET_WORKER_TYPE	"tenant_migrate fleet worker"
 
-/* How often the leader looks at its worker, in milliseconds */
+/* How often the leader looks at its workers when no message comes */
 #define FLEET_POLL_MS		100
+
+/* Size of each worker's message queue to the leader */
+#define FLEET_MQ_SIZE		65536
 
 /* First lock-timeout retry waits this long; each next one twice as long */
 #define FLEET_BACKOFF_MS	100
 #define FLEET_BACKOFF_MAX_MS	10000
+
+/* Message types a worker sends besides 'E' and 'N' (see the header) */
+#define FLEET_MSG_RESULT	'R'
+#define FLEET_MSG_EXIT		'X'
 
 typedef enum FleetOp
 {
@@ -124,7 +179,7 @@ typedef struct FleetTenant
 	bool		has_work;
 } FleetTenant;
 
-/* What happened so far: the whole run (leader) or one batch (worker) */
+/* What happened so far in the run (leader) */
 typedef struct FleetCounts
 {
 	int			done;			/* active tenants dealt with */
@@ -141,7 +196,6 @@ typedef struct FleetRun
 	const char *procname;
 	const char *target;
 	int			max_failures;	/* -1: no limit */
-	int			failed_before;	/* failures of earlier batches */
 	TmKeepSet  *keep;
 	TmScriptCache cache;
 	MemoryContext tenant_cxt;
@@ -150,11 +204,12 @@ typedef struct FleetRun
 	int			total;			/* active tenants considered */
 	int			inactive;
 	int			since_flush;
+	int			nworkers;		/* workers running now (leader) */
 	bool		in_worker;		/* transactions by hand, not SPI_commit */
 	FleetCounts counts;
 } FleetRun;
 
-/* A tenant as handed to a worker */
+/* A tenant in the queue */
 typedef struct FleetSharedTenant
 {
 	NameData	schema;
@@ -162,9 +217,11 @@ typedef struct FleetSharedTenant
 } FleetSharedTenant;
 
 /*
- * The dynamic shared memory a worker gets: its orders, then the tenants,
- * then the leader's serialized GUC state.  The worker writes current,
- * counts and finished; the leader only reads them.
+ * The dynamic shared memory of a run: the orders, the queue of tenants,
+ * the leader's serialized GUC state, then one message queue per worker
+ * slot.  Workers take tenants by incrementing next and count failures in
+ * failed; everything else is written by the leader before any worker
+ * starts.
  */
 typedef struct FleetShared
 {
@@ -178,42 +235,72 @@ typedef struct FleetShared
 	bool		has_target;
 	NameData	target;
 	int			max_failures;
-	int			failed_before;
+	int64		run_id;
 	int			ntenants;
+	int			nslots;
 	Size		guc_offset;
-	volatile int current;		/* index of the tenant in progress, or -1 */
-	volatile FleetCounts counts;
-	volatile bool finished;		/* the worker got through its batch */
+	Size		mq_offset;
+	pg_atomic_uint32 next;		/* queue index of the next tenant to take */
+	pg_atomic_uint32 failed;	/* tenants failed so far, all processes */
 	FleetSharedTenant tenants[FLEXIBLE_ARRAY_MEMBER];
 } FleetShared;
 
-/* The worker a leader waits for, so that exiting can terminate it */
-static BackgroundWorkerHandle *active_worker = NULL;
+/* The leader's view of one worker slot */
+typedef struct FleetWorker
+{
+	int			slot;			/* tenant_migrate.max_workers slot held, -1: none */
+	BackgroundWorkerHandle *handle; /* NULL: no worker running */
+	shm_mq_handle *mqh;
+	bool		exited;			/* sent FLEET_MSG_EXIT */
+	bool		detached;		/* its queue is detached: it is gone */
+	int			started;		/* workers started in this slot */
+} FleetWorker;
+
+/* The leader's workers, so that exiting can terminate them */
+static FleetWorker *leader_workers = NULL;
+static int	leader_nworkers = 0;
+static dsm_segment *leader_seg = NULL;
 static bool exit_callback_registered = false;
+
+/*
+ * True while the leader is at a point where an error leaves its own
+ * transaction usable (no query of its own under way): on the way out it
+ * may then record the run as cancelled or failed and commit that.
+ */
+static bool leader_clean = false;
 
 /*---- Local functions ----*/
 
 static void fleet_run(FunctionCallInfo fcinfo, FleetOp op,
 					  const char *target, ArrayType *tenants,
-					  int max_failures);
+					  int max_failures, int workers);
 static void fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op,
 						   const char *target, ArrayType *tenants,
-						   int max_failures);
+						   int max_failures, int workers);
 static void fleet_init_run(FleetRun *run, FleetOp op, const char *target,
 						   int max_failures);
+static void fleet_run_body(FleetRun *run, ArrayType *tenants, int workers,
+						   int64 run_id);
+static void fleet_run_tracked(FleetRun *run, ArrayType *tenants, int nworkers,
+							  int64 run_id, MemoryContext cxt);
+static void fleet_check_listed(ArrayType *tenants);
 static FleetTenant *fleet_tenants(FleetRun *run, ArrayType *tenants, int *ntenants);
-static void fleet_do_tenant(FleetRun *run, FleetTenant *t);
+static FleetOutcome fleet_do_tenant(FleetRun *run, FleetTenant *t);
+static void fleet_count(FleetRun *run, FleetOutcome outcome);
 static void fleet_commit(FleetRun *run);
 static void fleet_worker_begin_xact(void);
 static void fleet_worker_end_xact(void);
-static bool fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
-								  char *gucstate, Size gucsize);
-static void fleet_relay_failures(FleetRun *run, int64 after_id);
+static void fleet_execute(FleetRun *run, FleetTenant **queue, int n,
+						  int workers, int64 run_id, int *got);
+static void fleet_stop_workers(void);
 static void fleet_leader_exit(int code, Datum arg);
 static FleetOutcome fleet_one(FleetRun *run, FleetTenant *t);
-static void fleet_progress(FleetRun *run, const FleetCounts *extra,
-						   const char *current, bool final);
+static void fleet_progress(FleetRun *run, bool final);
 static void fleet_backoff(int attempt);
+static int64 fleet_run_begin(FleetRun *run, ArrayType *tenants, int workers);
+static void fleet_run_update(int64 run_id, const char *sql, int nargs,
+							 Oid *argtypes, Datum *values);
+static void fleet_run_lock(int64 run_id, bool release);
 
 /*---- Helpers of the leader ----*/
 
@@ -233,43 +320,28 @@ fleet_check_client(void)
 }
 
 /*
- * Takes one of the tenant_migrate.max_workers worker slots of the server
- * and returns its number, waiting while all are taken, so that concurrent
- * fleet runs leave max_worker_processes slots to parallel query, logical
- * replication and the audit writer.  A slot is a session-level lock in the
- * extension's lock space, so it is free again when its holder exits, even
- * after a crash of the leader's backend.  (Not inlined: its loop must not
- * become part of the caller's PG_TRY frame.)
+ * Takes a free one of the tenant_migrate.max_workers worker slots of the
+ * server without waiting and returns its number, -1 if all are taken.
+ * Concurrent fleet runs therefore leave max_worker_processes slots to
+ * parallel query, logical replication and the audit writer.  A slot is a
+ * session-level lock in the extension's lock space, so it is free again
+ * when its holder exits, even after a crash of the leader's backend.
  */
-pg_noinline static int
-fleet_take_worker_slot(FleetRun *run)
+static int
+fleet_take_worker_slot(void)
 {
-	bool		said = false;
+	int			i;
 
-	for (;;)
+	for (i = 0; i < tm_max_workers; i++)
 	{
-		int			i;
+		LOCKTAG		tag;
 
-		for (i = 0; i < tm_max_workers; i++)
-		{
-			LOCKTAG		tag;
-
-			SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_WORKER_SLOT_KEY1,
-								 (uint32) i, TM_LOCK_SPACE);
-			if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
-				return i;
-		}
-		if (!said)
-			ereport(NOTICE,
-					(errmsg("%s: waiting for one of the %d fleet worker(s) allowed by tenant_migrate.max_workers",
-							run->procname, tm_max_workers)));
-		said = true;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 FLEET_POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		fleet_check_client();
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_WORKER_SLOT_KEY1,
+							 (uint32) i, TM_LOCK_SPACE);
+		if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+			return i;
 	}
+	return -1;
 }
 
 static void
@@ -284,9 +356,31 @@ fleet_release_worker_slot(int slot)
 
 /*---- SQL-callable ----*/
 
+/* The workers argument: -1 for NULL (tenant_migrate.max_workers) */
+static int
+fleet_workers_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int			workers;
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return -1;
+	workers = PG_GETARG_INT32(argno);
+	if (workers < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("workers must be zero or a positive number, or NULL"),
+				 errhint("Pass NULL for tenant_migrate.max_workers (%d), 0 to run every tenant in this session.",
+						 tm_max_workers)));
+	return workers;
+}
+
 /*
  * PROCEDURE tenant_migrate_all(target_version text DEFAULT NULL,
- *		tenants text[] DEFAULT NULL, max_failures integer DEFAULT NULL)
+ *		tenants text[] DEFAULT NULL, max_failures integer DEFAULT NULL,
+ *		workers integer DEFAULT NULL)
+ *
+ * Also called with the three arguments of 1.0 while ALTER EXTENSION
+ * UPDATE is pending.
  */
 Datum
 tenant_migrate_all(PG_FUNCTION_ARGS)
@@ -294,13 +388,16 @@ tenant_migrate_all(PG_FUNCTION_ARGS)
 	fleet_run(fcinfo, FLEET_MIGRATE,
 			  PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0)),
 			  PG_ARGISNULL(1) ? NULL : PG_GETARG_ARRAYTYPE_P(1),
-			  PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2));
+			  PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2),
+			  fleet_workers_arg(fcinfo, 3));
 	PG_RETURN_VOID();
 }
 
 /*
  * PROCEDURE tenant_rollback_all(target_version text,
- *		tenants text[] DEFAULT NULL)
+ *		tenants text[] DEFAULT NULL, workers integer DEFAULT NULL)
+ *
+ * 1.0 has no workers argument.
  */
 Datum
 tenant_rollback_all(PG_FUNCTION_ARGS)
@@ -308,44 +405,302 @@ tenant_rollback_all(PG_FUNCTION_ARGS)
 	fleet_run(fcinfo, FLEET_ROLLBACK,
 			  PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0)),
 			  PG_ARGISNULL(1) ? NULL : PG_GETARG_ARRAYTYPE_P(1),
-			  -1);
+			  -1,
+			  fleet_workers_arg(fcinfo, 2));
 	PG_RETURN_VOID();
+}
+
+/*---- Run records ----*/
+
+/* true if this database has the run records of 1.1 */
+static bool
+fleet_runs_table_exists(void)
+{
+	return OidIsValid(get_relname_relid("tenant_migration_runs", PG_PUBLIC_NAMESPACE));
+}
+
+/* Takes (or releases) the session-level lock that says a run is alive */
+static void
+fleet_run_lock(int64 run_id, bool release)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_RUN_KEY1,
+						 (uint32) run_id, TM_LOCK_SPACE);
+	if (release)
+		(void) LockRelease(&tag, ExclusiveLock, true);
+	else if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		elog(ERROR, "lock of fleet run %lld is held by another session",
+			 (long long) run_id);
+}
+
+void
+tm_runs_mark_interrupted(void)
+{
+	Oid			argtypes[3] = {OIDOID, OIDOID, INT2OID};
+	Datum		values[3];
+
+	if (XactReadOnly || RecoveryInProgress() || !fleet_runs_table_exists())
+		return;
+	values[0] = ObjectIdGetDatum(MyDatabaseId);
+	values[1] = ObjectIdGetDatum((Oid) TM_RUN_KEY1);
+	values[2] = Int16GetDatum(TM_LOCK_SPACE);
+	tm_catalog_exec("UPDATE public.tenant_migration_runs r"
+					"   SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp()"
+					" WHERE r.status = 'running'"
+					"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l"
+					"                    WHERE l.locktype = 'advisory' AND l.granted"
+					"                      AND l.database OPERATOR(pg_catalog.=) $1"
+					"                      AND l.classid OPERATOR(pg_catalog.=) $2"
+					"                      AND l.objid OPERATOR(pg_catalog.=)"
+					"                          (r.id OPERATOR(pg_catalog.%) 4294967296)::pg_catalog.oid"
+					"                      AND l.objsubid OPERATOR(pg_catalog.=) $3)",
+					3, argtypes, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * Records a new run (status running) and takes its lock before the row
+ * can be seen; returns its id, 0 if this database is still at 1.0.  The
+ * row becomes visible with the leader's next commit.
+ */
+static int64
+fleet_run_begin(FleetRun *run, ArrayType *tenants, int workers)
+{
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTARRAYOID, INT4OID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', run->target ? ' ' : 'n', tenants ? ' ' : 'n', ' ', ' '};
+	int64		run_id;
+
+	if (!fleet_runs_table_exists())
+		return 0;
+	tm_runs_mark_interrupted();
+	values[0] = CStringGetTextDatum(run->op == FLEET_MIGRATE ? "migrate" : "rollback");
+	values[1] = run->target ? CStringGetTextDatum(run->target) : (Datum) 0;
+	values[2] = tenants ? PointerGetDatum(tenants) : (Datum) 0;
+	values[3] = Int32GetDatum(workers);
+	values[4] = CStringGetTextDatum(tm_catalog_invoker());
+	tm_catalog_exec("INSERT INTO public.tenant_migration_runs"
+					" (action, target_version, tenants, workers, started_by)"
+					" VALUES ($1, $2, $3, $4, $5::pg_catalog.name) RETURNING id",
+					5, argtypes, values, nulls, SPI_OK_INSERT_RETURNING);
+	run_id = atoll(tm_spi_getstr(0, 1));
+	fleet_run_lock(run_id, false);
+	return run_id;
+}
+
+/* An UPDATE of the run's row; $1 is the run id */
+static void
+fleet_run_update(int64 run_id, const char *sql, int nargs, Oid *argtypes,
+				 Datum *values)
+{
+	Oid			types[4] = {INT8OID};
+	Datum		vals[4] = {Int64GetDatum(run_id)};
+	int			i;
+
+	if (run_id <= 0)
+		return;
+	Assert(nargs <= 3);
+	for (i = 0; i < nargs; i++)
+	{
+		types[i + 1] = argtypes[i];
+		vals[i + 1] = values[i];
+	}
+	tm_catalog_exec_cached(sql, nargs + 1, types, vals, NULL, SPI_OK_UPDATE);
+}
+
+/* The run's end: status and finish time */
+static void
+fleet_run_end(int64 run_id, const char *status)
+{
+	Oid			argtype = TEXTOID;
+	Datum		value = CStringGetTextDatum(status);
+
+	fleet_run_update(run_id,
+					 "UPDATE public.tenant_migration_runs"
+					 "   SET status = $2, finished_at = pg_catalog.clock_timestamp()"
+					 " WHERE id = $1",
+					 1, &argtype, &value);
 }
 
 /*---- The leader ----*/
 
 /*
- * The run itself; pg_stat_activity shows the tenant being migrated while
- * it goes, and the CALL's own text again afterwards, also after an error.
+ * The run itself; pg_stat_activity shows the run's progress while it
+ * goes, and the CALL's own text again afterwards, also after an error.
  */
 static void
 fleet_run(FunctionCallInfo fcinfo, FleetOp op, const char *target,
-		  ArrayType *tenants, int max_failures)
+		  ArrayType *tenants, int max_failures, int workers)
 {
 	PG_TRY();
 	{
-		fleet_run_guts(fcinfo, op, target, tenants, max_failures);
+		fleet_run_guts(fcinfo, op, target, tenants, max_failures, workers);
 	}
 	PG_CATCH();
 	{
+		tm_current_run_id = 0;
 		pgstat_report_activity(STATE_RUNNING, debug_query_string);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	tm_current_run_id = 0;
 	pgstat_report_activity(STATE_RUNNING, debug_query_string);
+}
+
+/*
+ * The run after its record exists: shared scripts, the list of tenants,
+ * the tenants themselves, the closing summary and record.
+ */
+static void
+fleet_run_body(FleetRun *run, ArrayType *tenants, int workers, int64 run_id)
+{
+	FleetTenant *list;
+	FleetTenant **queue;
+	int			ntenants;
+	int			nqueue = 0;
+	int			i;
+	int			got = 0;
+	const char *procname = run->procname;
+	const char *target = run->target;
+
+	if (run->op == FLEET_MIGRATE)
+	{
+		List	   *shared;
+
+		/*
+		 * Shared scripts first, in a transaction of their own.  Tenant
+		 * scripts may depend on them, so a failure here stops the run
+		 * before any tenant is touched; a concurrent run applying them
+		 * is waited for, then finds nothing left to do.  Its errors come
+		 * after its own subtransaction is rolled back.
+		 */
+		pgstat_report_activity(STATE_RUNNING, psprintf("%s: shared migrations", procname));
+		shared = tm_run_audited(TM_SHARED_SCHEMA, tm_public_namespace(), true,
+								false, target, NULL);
+		if (shared != NIL)
+			ereport(NOTICE,
+					(errmsg("%s: applied %d shared migration(s) to public",
+							procname, list_length(shared))));
+	}
+	SPI_commit();
+
+	leader_clean = false;
+	list = fleet_tenants(run, tenants, &ntenants);
+
+	/* The queue: tenants with work; the others are up to date */
+	queue = palloc(sizeof(FleetTenant *) * (ntenants + 1));
+	for (i = 0; i < ntenants; i++)
+	{
+		if (!list[i].active)
+			continue;
+		if (list[i].has_work)
+			queue[nqueue++] = &list[i];
+		else
+		{
+			run->counts.nothing++;
+			run->counts.done++;
+		}
+	}
+	{
+		Oid			argtypes[2] = {INT4OID, INT4OID};
+		Datum		values[2] = {Int32GetDatum(run->total), Int32GetDatum(run->counts.done)};
+
+		fleet_run_update(run_id,
+						 "UPDATE public.tenant_migration_runs SET total = $2, done = $3 WHERE id = $1",
+						 2, argtypes, values);
+	}
+	SPI_commit();
+	leader_clean = true;
+
+	if (nqueue > 0)
+		fleet_execute(run, queue, nqueue, workers, run_id, &got);
+
+	fleet_progress(run, true);
+	if (run->max_failures > 0 && run->counts.failed >= run->max_failures)
+		ereport(WARNING,
+				(errmsg("%s: stopping after %d failed tenant(s)", procname, run->counts.failed),
+				 errdetail("%d of %d tenants were not attempted.",
+						   run->total - run->counts.done, run->total),
+				 errhint("Fix the failing migrations (see tenant_migration_status()), then run it again.")));
+
+	leader_clean = false;
+	{
+		Oid			argtype = INT4OID;
+		Datum		value = Int32GetDatum(got);
+
+		fleet_run_update(run_id,
+						 "UPDATE public.tenant_migration_runs SET workers = $2 WHERE id = $1",
+						 1, &argtype, &value);
+	}
+	fleet_run_end(run_id,
+				  (run->max_failures > 0 && run->counts.failed >= run->max_failures) ?
+				  "failed" : "finished");
+	SPI_commit();
+	leader_clean = true;
+}
+
+/*
+ * fleet_run_body() with the run's record kept: on error or cancel the
+ * workers are stopped and the run is marked cancelled or failed (when the
+ * leader's transaction allows it), and the run's lock is released.
+ */
+static void
+fleet_run_tracked(FleetRun *run, ArrayType *tenants, int nworkers,
+				  int64 run_id, MemoryContext cxt)
+{
+	PG_TRY();
+	{
+		fleet_run_body(run, tenants, nworkers, run_id);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+
+		/* a cancel: stop the workers, and let their tenants roll back first */
+		fleet_stop_workers();
+
+		/*
+		 * Say how the run ended, if the leader's own transaction is still
+		 * usable; otherwise the next look finds it interrupted.
+		 */
+		if (run_id > 0 && leader_clean)
+		{
+			PG_TRY();
+			{
+				fleet_run_end(run_id, edata->sqlerrcode == ERRCODE_QUERY_CANCELED ?
+							  "cancelled" : "failed");
+				SPI_commit();
+			}
+			PG_CATCH();
+			{
+				FlushErrorState();
+			}
+			PG_END_TRY();
+		}
+		if (run_id > 0)
+			fleet_run_lock(run_id, true);
+		leader_clean = false;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+
+	if (run_id > 0)
+		fleet_run_lock(run_id, true);
+	leader_clean = false;
 }
 
 static void
 fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op, const char *target,
-			   ArrayType *tenants, int max_failures)
+			   ArrayType *tenants, int max_failures, int workers)
 {
 	FleetRun	run;
-	FleetTenant *list;
-	FleetTenant **batch;
-	int			ntenants;
-	int			i;
-	char	   *gucstate;
-	Size		gucsize;
+	int			nworkers;
+	int64		run_id;
+	MemoryContext cxt;
 	const char *procname = (op == FLEET_MIGRATE) ? "tenant_migrate_all" : "tenant_rollback_all";
 
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
@@ -360,93 +715,25 @@ fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op, const char *target,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_failures must be a positive number or NULL"),
 				 errhint("Pass NULL to let the run go on whatever fails.")));
+	nworkers = (workers == -1) ? tm_max_workers : workers;
 	if (target != NULL)
 		tm_version_check(target, "target version");
 
 	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect_ext failed");
 	fleet_init_run(&run, op, target, max_failures);
+	cxt = CurrentMemoryContext;
 
+	/* Refusals first: a run that cannot start leaves no record */
 	if (op == FLEET_MIGRATE)
-	{
-		List	   *shared;
-
-		/*
-		 * Shared scripts first, in a transaction of their own.  Tenant
-		 * scripts may depend on them, so a failure here stops the run
-		 * before any tenant is touched; a concurrent run applying them is
-		 * waited for, then finds nothing left to do.
-		 */
 		tm_check_target(target, NULL);
-		pgstat_report_activity(STATE_RUNNING, psprintf("%s: shared migrations", procname));
-		shared = tm_run_audited(TM_SHARED_SCHEMA, tm_public_namespace(), true,
-								false, target, NULL);
-		if (shared != NIL)
-			ereport(NOTICE,
-					(errmsg("%s: applied %d shared migration(s) to public",
-							procname, list_length(shared))));
-		SPI_commit();
-	}
+	fleet_check_listed(tenants);
 
-	list = fleet_tenants(&run, tenants, &ntenants);
+	run_id = fleet_run_begin(&run, tenants, nworkers);
+	tm_current_run_id = run_id;
+	leader_clean = true;
 
-	/* Workers start with the caller's settings, as parallel workers do */
-	gucsize = EstimateGUCStateSpace();
-	gucstate = palloc(gucsize);
-	SerializeGUCState(gucsize, gucstate);
-
-	batch = palloc(sizeof(FleetTenant *) * FLEET_BATCH);
-	i = 0;
-	while (i < ntenants)
-	{
-		int			n = 0;
-
-		/* Up to FLEET_BATCH tenants with work; the others are up to date */
-		for (; i < ntenants && n < FLEET_BATCH; i++)
-		{
-			if (!list[i].active)
-				continue;
-			if (list[i].has_work)
-				batch[n++] = &list[i];
-			else
-			{
-				run.counts.nothing++;
-				run.counts.done++;
-			}
-		}
-		if (n == 0)
-			break;
-
-		run.failed_before = run.counts.failed;
-		if (!fleet_batch_in_worker(&run, batch, n, gucstate, gucsize))
-		{
-			int			k;
-
-			if (run.keep == NULL)
-				run.keep = tm_keepset_build();
-			for (k = 0; k < n; k++)
-			{
-				CHECK_FOR_INTERRUPTS();
-				fleet_check_client();
-				fleet_do_tenant(&run, batch[k]);
-				fleet_progress(&run, NULL, NULL, false);
-				if (run.max_failures > 0 && run.counts.failed >= run.max_failures)
-					break;
-			}
-		}
-
-		if (run.max_failures > 0 && run.counts.failed >= run.max_failures)
-		{
-			ereport(WARNING,
-					(errmsg("%s: stopping after %d failed tenant(s)", procname, run.counts.failed),
-					 errdetail("%d of %d tenants were not attempted.",
-							   run.total - run.counts.done, run.total),
-					 errhint("Fix the failing migrations (see tenant_migration_status()), then run it again.")));
-			break;
-		}
-	}
-
-	fleet_progress(&run, NULL, NULL, true);
+	fleet_run_tracked(&run, tenants, nworkers, run_id, cxt);
 	SPI_finish();
 }
 
@@ -470,8 +757,11 @@ fleet_init_run(FleetRun *run, FleetOp op, const char *target, int max_failures)
 	run->started = run->last_progress = GetCurrentTimestamp();
 }
 
-/* One tenant, in its own transaction, with the counts kept */
-static void
+/*
+ * One tenant, in its own transaction: the outcome is counted in the run's
+ * row in the same transaction, then committed.
+ */
+static FleetOutcome
 fleet_do_tenant(FleetRun *run, FleetTenant *t)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(run->tenant_cxt);
@@ -482,8 +772,40 @@ fleet_do_tenant(FleetRun *run, FleetTenant *t)
 						   psprintf("%s: tenant \"%s\"", run->procname, t->schema));
 
 	outcome = fleet_one(run, t);
+	if (tm_current_run_id > 0)
+	{
+		Oid			argtypes[3] = {INT4OID, INT4OID, TEXTOID};
+		Datum		values[3];
+
+		values[0] = Int32GetDatum(outcome == OUTCOME_FAILED ? 1 : 0);
+		values[1] = Int32GetDatum(outcome == OUTCOME_BUSY ? 1 : 0);
+		values[2] = CStringGetTextDatum(t->schema);
+		fleet_run_update(tm_current_run_id,
+						 "UPDATE public.tenant_migration_runs"
+						 "   SET done = done OPERATOR(pg_catalog.+) 1,"
+						 "       failed = failed OPERATOR(pg_catalog.+) $2,"
+						 "       skipped = skipped OPERATOR(pg_catalog.+) $3,"
+						 "       current_tenant = $4::pg_catalog.name"
+						 " WHERE id = $1",
+						 3, argtypes, values);
+	}
 	fleet_commit(run);
 
+	/* (a worker's caches go with it after FLEET_BATCH tenants) */
+	if (!run->in_worker && ++run->since_flush >= FLEET_CACHE_FLUSH)
+	{
+		InvalidateSystemCaches();
+		run->since_flush = 0;
+	}
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(run->tenant_cxt);
+	return outcome;
+}
+
+/* Counts a tenant's outcome in the leader */
+static void
+fleet_count(FleetRun *run, FleetOutcome outcome)
+{
 	run->counts.done++;
 	switch (outcome)
 	{
@@ -500,13 +822,6 @@ fleet_do_tenant(FleetRun *run, FleetTenant *t)
 			run->counts.failed++;
 			break;
 	}
-	if (++run->since_flush >= FLEET_CACHE_FLUSH)
-	{
-		InvalidateSystemCaches();
-		run->since_flush = 0;
-	}
-	MemoryContextSwitchTo(oldcxt);
-	MemoryContextReset(run->tenant_cxt);
 }
 
 /*
@@ -545,26 +860,126 @@ fleet_worker_end_xact(void)
 	CommitTransactionCommand();
 }
 
-/*
- * Runs a batch in a background worker and waits for it; false if no
- * worker could be started (the caller then runs the batch itself).
- */
+/*---- The leader and its workers ----*/
+
+/* Starts a worker in slot i of the segment; false if none could start */
 static bool
-fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
-					  char *gucstate, Size gucsize)
+fleet_start_worker(FleetRun *run, dsm_segment *seg, FleetWorker *w, int i)
 {
-	Size		offset = offsetof(FleetShared, tenants) + sizeof(FleetSharedTenant) * n;
+	FleetShared *sh = (FleetShared *) dsm_segment_address(seg);
+	shm_mq	   *mq = (shm_mq *) ((char *) sh + sh->mq_offset + (Size) i * FLEET_MQ_SIZE);
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "tenant_migrate", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "tm_fleet_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, FLEET_WORKER_TYPE, BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s worker %d for PID %d",
+			 run->procname, i + 1, MyProcPid);
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	memcpy(worker.bgw_extra, &i, sizeof(int));
+	worker.bgw_notify_pid = MyProcPid;
+
+	/* a fresh queue: the previous worker of the slot has detached */
+	mq = shm_mq_create(mq, FLEET_MQ_SIZE);
+	shm_mq_set_receiver(mq, MyProc);
+	if (!RegisterDynamicBackgroundWorker(&worker, &w->handle))
+	{
+		w->handle = NULL;
+		return false;
+	}
+	w->mqh = shm_mq_attach(mq, seg, w->handle);
+	w->exited = false;
+	w->detached = false;
+	w->started++;
+	return true;
+}
+
+/*
+ * A message from a worker: a tenant's outcome, its exit, or a notice,
+ * warning or error of its own, relayed to the client as if raised here.
+ */
+static void
+fleet_handle_message(FleetRun *run, FleetWorker *w, char *data, Size nbytes)
+{
+	StringInfoData msg;
+	char		type;
+
+	if (nbytes < 1)
+		elog(ERROR, "empty message from a fleet worker");
+	type = data[0];
+	initStringInfo(&msg);
+	appendBinaryStringInfo(&msg, data + 1, nbytes - 1);
+
+	switch (type)
+	{
+		case FLEET_MSG_RESULT:
+			{
+				int			outcome;
+
+				(void) pq_getmsgint(&msg, 4);	/* queue index */
+				outcome = pq_getmsgint(&msg, 4);
+
+				pq_getmsgend(&msg);
+				fleet_count(run, (FleetOutcome) outcome);
+				break;
+			}
+		case FLEET_MSG_EXIT:
+			w->exited = true;
+			break;
+		case 'E':
+		case 'N':
+			{
+				ErrorData	edata;
+				MemoryContext oldcxt = MemoryContextSwitchTo(run->tenant_cxt);
+
+				/* what it parses is gone with the next message */
+				MemoryContextReset(run->tenant_cxt);
+				pq_parse_errornotice(&msg, &edata);
+				/* a worker's FATAL ends the run here, not the session */
+				edata.elevel = Min(edata.elevel, ERROR);
+				if (edata.elevel >= ERROR)
+					edata.context = edata.context ?
+						psprintf("%s\n%s", edata.context, "tenant_migrate fleet worker") :
+						pstrdup("tenant_migrate fleet worker");
+				ThrowErrorData(&edata);
+				MemoryContextSwitchTo(oldcxt);
+				break;
+			}
+		default:
+			elog(ERROR, "unknown message type %d from a fleet worker", (int) type);
+	}
+	pfree(msg.data);
+}
+
+/*
+ * Runs the queue: with up to `workers` background workers, or in this
+ * session if it gets none.  *got: the workers it started with.
+ */
+static void
+fleet_execute(FleetRun *run, FleetTenant **queue, int n, int workers,
+			  int64 run_id, int *got)
+{
+	Size		gucsize = EstimateGUCStateSpace();
+	Size		guc_offset;
+	Size		mq_offset;
+	int			nslots = Min(workers, tm_max_workers);
 	dsm_segment *seg;
 	FleetShared *sh;
-	BackgroundWorkerHandle *handle;
-	char		name[BGW_MAXLEN];
-	FleetCounts counts;
-	bool		finished;
-	int64		last_log_id;
+	FleetWorker *ws;
 	int			k;
-	int			slot;
+	int			active = 0;
 
-	seg = dsm_create(offset + gucsize, 0);
+	nslots = Max(nslots, 0);
+	guc_offset = MAXALIGN(offsetof(FleetShared, tenants) + sizeof(FleetSharedTenant) * n);
+	mq_offset = MAXALIGN(guc_offset + gucsize);
+	seg = dsm_create(mq_offset + (Size) nslots * FLEET_MQ_SIZE, 0);
+	/* the leader commits between the tenants it runs itself */
+	dsm_pin_mapping(seg);
+	leader_seg = seg;
 	sh = (FleetShared *) dsm_segment_address(seg);
 	sh->dboid = MyDatabaseId;
 	sh->auth_user = GetAuthenticatedUserId();
@@ -575,130 +990,237 @@ fleet_batch_in_worker(FleetRun *run, FleetTenant **batch, int n,
 	sh->has_target = (run->target != NULL);
 	namestrcpy(&sh->target, run->target ? run->target : "");
 	sh->max_failures = run->max_failures;
-	sh->failed_before = run->failed_before;
+	sh->run_id = run_id;
 	sh->ntenants = n;
-	sh->guc_offset = offset;
-	sh->current = -1;
-	memset((void *) &sh->counts, 0, sizeof(FleetCounts));
-	sh->finished = false;
+	sh->nslots = nslots;
+	sh->guc_offset = guc_offset;
+	sh->mq_offset = mq_offset;
+	pg_atomic_init_u32(&sh->next, 0);
+	pg_atomic_init_u32(&sh->failed, 0);
 	for (k = 0; k < n; k++)
 	{
-		namestrcpy(&sh->tenants[k].schema, batch[k]->schema);
-		sh->tenants[k].nspoid = batch[k]->nspoid;
+		namestrcpy(&sh->tenants[k].schema, queue[k]->schema);
+		sh->tenants[k].nspoid = queue[k]->nspoid;
 	}
-	memcpy((char *) sh + offset, gucstate, gucsize);
+	/* Workers start with the caller's settings, as parallel workers do */
+	SerializeGUCState(gucsize, (char *) sh + guc_offset);
 
-	snprintf(name, sizeof(name), "%s worker for PID %d", run->procname, MyProcPid);
-
-	/* failures are relayed from the log: remember where it stands */
-	tm_catalog_exec("SELECT COALESCE(max(id), 0) FROM public.tenant_migration_log",
-				0, NULL, NULL, NULL, SPI_OK_SELECT);
-	last_log_id = atoll(tm_spi_getstr(0, 1));
-
-	slot = fleet_take_worker_slot(run);
-	if (!tm_launch_worker("tm_fleet_worker_main", FLEET_WORKER_TYPE,
-						  name, seg, &handle))
-	{
-		fleet_release_worker_slot(slot);
-		dsm_detach(seg);
-		return false;
-	}
 	if (!exit_callback_registered)
 	{
 		before_shmem_exit(fleet_leader_exit, (Datum) 0);
 		exit_callback_registered = true;
 	}
-	active_worker = handle;
+	ws = MemoryContextAllocZero(TopMemoryContext, sizeof(FleetWorker) * Max(nslots, 1));
+	leader_workers = ws;
+	leader_nworkers = nslots;
+	for (k = 0; k < nslots; k++)
+		ws[k].slot = -1;
 
-	PG_TRY();
+	/* As many slots as are free, without waiting for more */
+	for (k = 0; k < nslots && k < n; k++)
 	{
-		for (;;)
+		ws[k].slot = fleet_take_worker_slot();
+		if (ws[k].slot < 0)
+			break;
+		if (!fleet_start_worker(run, seg, &ws[k], k))
 		{
-			pid_t		pid;
-			BgwHandleStatus status;
-			int			cur;
+			fleet_release_worker_slot(ws[k].slot);
+			ws[k].slot = -1;
+			break;
+		}
+		active++;
+	}
+	*got = active;
+	run->nworkers = active;
+	if (active == 0 && workers > 0)
+		ereport(NOTICE,
+				(errmsg("%s: no background worker is free, running every tenant in this session",
+						run->procname),
+				 errdetail("tenant_migrate.max_workers is %d; other fleet runs or max_worker_processes hold the rest.",
+						   tm_max_workers)));
+	else if (active < Min(workers, n))
+		ereport(NOTICE,
+				(errmsg("%s: running with %d of the %d worker(s) asked for",
+						run->procname, active, workers),
+				 errdetail("tenant_migrate.max_workers is %d; other fleet runs or max_worker_processes hold the rest.",
+						   tm_max_workers)));
 
+	while (active > 0)
+	{
+		bool		any = false;
+
+		for (k = 0; k < nslots; k++)
+		{
+			FleetWorker *w = &ws[k];
+
+			while (w->handle != NULL && !w->detached)
+			{
+				Size		nbytes;
+				void	   *data;
+				shm_mq_result res = shm_mq_receive(w->mqh, &nbytes, &data, true);
+
+				if (res == SHM_MQ_WOULD_BLOCK)
+					break;
+				any = true;
+				if (res == SHM_MQ_DETACHED)
+				{
+					w->detached = true;
+					break;
+				}
+				fleet_handle_message(run, w, data, nbytes);
+			}
+			if (w->handle == NULL || !w->detached)
+				continue;
+
+			/* the worker is gone: was it done, or did it die? */
+			(void) WaitForBackgroundWorkerShutdown(w->handle);
+			pfree(w->handle);
+			w->handle = NULL;
+			shm_mq_detach(w->mqh);
+			w->mqh = NULL;
+			if (!w->exited)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("%s: a background worker stopped before the end of its tenants", run->procname),
+						 errdetail("Every tenant finished stays committed; the ones in progress were rolled back."),
+						 errhint("See the server log for the worker's error, then run it again.")));
+
+			/* a replacement while tenants remain */
+			if (pg_atomic_read_u32(&sh->next) < (uint32) n &&
+				!(run->max_failures > 0 &&
+				  pg_atomic_read_u32(&sh->failed) >= (uint32) run->max_failures) &&
+				fleet_start_worker(run, seg, w, k))
+				continue;
+			fleet_release_worker_slot(w->slot);
+			w->slot = -1;
+			active--;
+		}
+		run->nworkers = active;
+
+		CHECK_FOR_INTERRUPTS();
+		fleet_check_client();
+		fleet_progress(run, false);
+		if (!any && active > 0)
+		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 FLEET_POLL_MS, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-			fleet_check_client();
-
-			status = GetBackgroundWorkerPid(handle, &pid);
-			counts = sh->counts;
-			cur = sh->current;
-			fleet_progress(run, &counts,
-						   (cur >= 0 && cur < n) ? batch[cur]->schema : NULL, false);
-			if (status == BGWH_STOPPED)
-				break;
 		}
 	}
-	PG_CATCH();
+
+	/*
+	 * No worker (none free, or none could be replaced): the rest in this
+	 * session, from the same queue.
+	 */
+	if (run->keep == NULL && pg_atomic_read_u32(&sh->next) < (uint32) n)
 	{
-		/* a cancel: stop the worker, and let its tenant roll back first */
-		HOLD_INTERRUPTS();
-		TerminateBackgroundWorker(handle);
-		(void) WaitForBackgroundWorkerShutdown(handle);
-		active_worker = NULL;
-		fleet_release_worker_slot(slot);
-		RESUME_INTERRUPTS();
-		PG_RE_THROW();
+		leader_clean = false;
+		run->keep = tm_keepset_build();
+		leader_clean = true;
 	}
-	PG_END_TRY();
-	active_worker = NULL;
-	fleet_release_worker_slot(slot);
+	for (;;)
+	{
+		uint32		idx;
+		FleetOutcome outcome;
 
-	counts = sh->counts;
-	finished = sh->finished;
+		CHECK_FOR_INTERRUPTS();
+		fleet_check_client();
+		if (run->max_failures > 0 &&
+			pg_atomic_read_u32(&sh->failed) >= (uint32) run->max_failures)
+			break;
+		idx = pg_atomic_fetch_add_u32(&sh->next, 1);
+		if (idx >= (uint32) n)
+			break;
+		leader_clean = false;
+		outcome = fleet_do_tenant(run, queue[idx]);
+		leader_clean = true;
+		if (outcome == OUTCOME_FAILED)
+			pg_atomic_fetch_add_u32(&sh->failed, 1);
+		fleet_count(run, outcome);
+		fleet_progress(run, false);
+	}
+
+	leader_workers = NULL;
+	leader_nworkers = 0;
+	pfree(ws);
+	leader_seg = NULL;
 	dsm_detach(seg);
-
-	run->counts.done += counts.done;
-	run->counts.changed += counts.changed;
-	run->counts.nothing += counts.nothing;
-	run->counts.failed += counts.failed;
-	run->counts.busy += counts.busy;
-	fleet_relay_failures(run, last_log_id);
-
-	if (!finished)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("%s: its background worker stopped before the end of its tenants", run->procname),
-				 errdetail("Every tenant it finished stays committed; the one in progress was rolled back."),
-				 errhint("See the server log for the worker's error, then run it again.")));
-	return true;
 }
 
-/* The WARNINGs a worker's failures would have printed, for the client */
+/*
+ * On error or cancel: terminate every worker and wait for it, so that
+ * its tenant in progress is rolled back when the CALL returns.
+ */
 static void
-fleet_relay_failures(FleetRun *run, int64 after_id)
+fleet_stop_workers(void)
 {
-	Datum		arg = Int64GetDatum(after_id);
-	Oid			argtype = INT8OID;
-	uint64		i;
+	int			k;
 
-	tm_catalog_exec("SELECT tenant_schema::pg_catalog.text, pg_catalog.split_part(error, E'\\n', 1),"
-				"       error LIKE '%; retrying)'"
-				"  FROM public.tenant_migration_log"
-				" WHERE id > $1 AND status = 'failed' ORDER BY id",
-				1, &argtype, &arg, NULL, SPI_OK_SELECT);
-	for (i = 0; i < SPI_processed; i++)
-		ereport(WARNING,
-				(errmsg("%s: tenant \"%s\" %s: %s", run->procname, tm_spi_getstr(i, 1),
-						strcmp(tm_spi_getstr(i, 3), "t") == 0 ?
-						"hit the lock timeout, retrying" : "failed",
-						tm_spi_getstr(i, 2))));
+	HOLD_INTERRUPTS();
+	for (k = 0; k < leader_nworkers; k++)
+	{
+		FleetWorker *w = &leader_workers[k];
+
+		/* a worker never blocks on a full queue nobody reads any more */
+		if (w->mqh != NULL)
+			shm_mq_detach(w->mqh);
+		w->mqh = NULL;
+		if (w->handle != NULL)
+			TerminateBackgroundWorker(w->handle);
+	}
+	for (k = 0; k < leader_nworkers; k++)
+	{
+		FleetWorker *w = &leader_workers[k];
+
+		if (w->handle != NULL)
+			(void) WaitForBackgroundWorkerShutdown(w->handle);
+		w->handle = NULL;
+		if (w->slot >= 0)
+			fleet_release_worker_slot(w->slot);
+		w->slot = -1;
+	}
+	if (leader_workers != NULL)
+		pfree(leader_workers);
+	leader_workers = NULL;
+	leader_nworkers = 0;
+	if (leader_seg != NULL)
+		dsm_detach(leader_seg);
+	leader_seg = NULL;
+	RESUME_INTERRUPTS();
 }
 
-/* A leader that exits (pg_terminate_backend) takes its worker along */
+/* A leader that exits (pg_terminate_backend) takes its workers along */
 static void
 fleet_leader_exit(int code, Datum arg)
 {
-	if (active_worker != NULL)
-		TerminateBackgroundWorker(active_worker);
-	active_worker = NULL;
+	int			k;
+
+	if (leader_workers == NULL)
+		return;
+	for (k = 0; k < leader_nworkers; k++)
+		if (leader_workers[k].handle != NULL)
+			TerminateBackgroundWorker(leader_workers[k].handle);
+	leader_workers = NULL;
+	leader_nworkers = 0;
 }
 
 /*---- The worker ----*/
+
+/* Sends a message of our own to the leader; false if it is gone */
+static bool
+fleet_send(shm_mq_handle *mqh, char type, int index, int outcome)
+{
+	StringInfoData buf;
+	shm_mq_result res;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, type);
+	pq_sendint32(&buf, index);
+	pq_sendint32(&buf, outcome);
+	res = shm_mq_send(mqh, buf.len, buf.data, false, true);
+	pfree(buf.data);
+	return res == SHM_MQ_SUCCESS;
+}
 
 void
 tm_fleet_worker_main(Datum arg)
@@ -706,11 +1228,23 @@ tm_fleet_worker_main(Datum arg)
 	dsm_segment *seg;
 	FleetShared *sh;
 	FleetRun	run;
-	FleetTenant *list;
+	FleetTenant tenant;
+	shm_mq	   *mq;
+	shm_mq_handle *mqh;
+	int			slot;
 	int			k;
 
 	seg = tm_worker_attach(arg);
 	sh = (FleetShared *) dsm_segment_address(seg);
+	memcpy(&slot, MyBgworkerEntry->bgw_extra, sizeof(int));
+	if (slot < 0 || slot >= sh->nslots)
+		elog(ERROR, "fleet worker slot %d out of range", slot);
+
+	/* From here on, every message and error goes to the leader */
+	mq = (shm_mq *) ((char *) sh + sh->mq_offset + (Size) slot * FLEET_MQ_SIZE);
+	shm_mq_set_sender(mq, MyProc);
+	mqh = shm_mq_attach(mq, seg, NULL);
+	pq_redirect_to_shm_mq(seg, mqh);
 
 	/* Become the caller: same role, same settings */
 	BackgroundWorkerInitializeConnectionByOid(sh->dboid, sh->auth_user, 0);
@@ -726,40 +1260,71 @@ tm_fleet_worker_main(Datum arg)
 	MemoryContextSwitchTo(TopMemoryContext);
 	fleet_init_run(&run, sh->op, sh->has_target ? pstrdup(NameStr(sh->target)) : NULL,
 				   sh->max_failures);
-	run.failed_before = sh->failed_before;
 	run.in_worker = true;
+	tm_current_run_id = sh->run_id;
 
 	fleet_worker_begin_xact();
 	MemoryContextSwitchTo(run.cache.cxt);
 	run.keep = tm_keepset_build();
 	MemoryContextSwitchTo(TopMemoryContext);
 
-	list = MemoryContextAllocZero(TopMemoryContext, sizeof(FleetTenant) * sh->ntenants);
-	for (k = 0; k < sh->ntenants; k++)
+	for (k = 0; k < FLEET_BATCH; k++)
 	{
-		list[k].schema = MemoryContextStrdup(TopMemoryContext, NameStr(sh->tenants[k].schema));
-		list[k].nspoid = sh->tenants[k].nspoid;
-		list[k].active = true;
-		list[k].has_work = true;
-	}
+		uint32		idx;
+		FleetOutcome outcome;
 
-	for (k = 0; k < sh->ntenants; k++)
-	{
 		CHECK_FOR_INTERRUPTS();
-		sh->current = k;
-		fleet_do_tenant(&run, &list[k]);
-		sh->counts = run.counts;
 		if (run.max_failures > 0 &&
-			run.failed_before + run.counts.failed >= run.max_failures)
+			pg_atomic_read_u32(&sh->failed) >= (uint32) run.max_failures)
 			break;
+		idx = pg_atomic_fetch_add_u32(&sh->next, 1);
+		if (idx >= (uint32) sh->ntenants)
+			break;
+		tenant.schema = pstrdup(NameStr(sh->tenants[idx].schema));
+		tenant.nspoid = sh->tenants[idx].nspoid;
+		tenant.active = true;
+		tenant.has_work = true;
+		outcome = fleet_do_tenant(&run, &tenant);
+		pfree(tenant.schema);
+		if (outcome == OUTCOME_FAILED)
+			pg_atomic_fetch_add_u32(&sh->failed, 1);
+		if (!fleet_send(mqh, FLEET_MSG_RESULT, (int) idx, (int) outcome))
+			break;				/* the leader is gone */
 	}
 
 	fleet_worker_end_xact();
-	sh->current = -1;
-	sh->finished = true;
+	(void) fleet_send(mqh, FLEET_MSG_EXIT, 0, 0);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	dsm_detach(seg);
 	proc_exit(0);
+}
+
+/* Listed names that are not tenants: refuse before doing anything */
+static void
+fleet_check_listed(ArrayType *tenants)
+{
+	Oid			argtype = TEXTARRAYOID;
+	Datum		value = PointerGetDatum(tenants);
+
+	if (tenants == NULL)
+		return;
+
+	/*
+	 * One anti-join, so a list of tens of thousands of names costs one
+	 * hash, not a scan of the registry per name.
+	 */
+	(void) tm_text_array_to_list(tenants, "tenants");	/* no NULLs */
+	tm_catalog_exec("SELECT w.n FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS w(n, i)"
+					" WHERE NOT EXISTS (SELECT 1 FROM public.tenant_registry r"
+					"                    WHERE r.schema_name OPERATOR(pg_catalog.=) w.n::pg_catalog.name)"
+					" ORDER BY w.i LIMIT 1",
+					1, &argtype, &value, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("tenant \"%s\" does not exist", tm_spi_getstr(0, 1)),
+				 errdetail("Nothing was done."),
+				 errhint("List tenant schemas as they appear in tenant_registry.")));
 }
 
 /*
@@ -810,26 +1375,6 @@ fleet_tenants(FleetRun *run, ArrayType *tenants, int *ntenants)
 	values[0] = tenants ? PointerGetDatum(tenants) : (Datum) 0;
 	values[1] = run->target ? CStringGetTextDatum(run->target) : (Datum) 0;
 
-	/*
-	 * Listed names that are not tenants: refuse before doing anything.  One
-	 * anti-join, so a list of tens of thousands of names costs one hash, not
-	 * a scan of the registry per name.
-	 */
-	if (tenants != NULL)
-	{
-		(void) tm_text_array_to_list(tenants, "tenants");	/* no NULLs */
-		tm_catalog_exec("SELECT w.n FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS w(n, i)"
-						" WHERE NOT EXISTS (SELECT 1 FROM public.tenant_registry r"
-						"                    WHERE r.schema_name OPERATOR(pg_catalog.=) w.n::pg_catalog.name)"
-						" ORDER BY w.i LIMIT 1",
-						1, argtypes, values, nulls, SPI_OK_SELECT);
-		if (SPI_processed > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_SCHEMA),
-					 errmsg("tenant \"%s\" does not exist", tm_spi_getstr(0, 1)),
-					 errdetail("Nothing was done."),
-					 errhint("List tenant schemas as they appear in tenant_registry.")));
-	}
 	tm_catalog_exec(sql, 2, argtypes, values, nulls, SPI_OK_SELECT);
 
 	*ntenants = (int) SPI_processed;
@@ -936,15 +1481,21 @@ fleet_one(FleetRun *run, FleetTenant *t)
 			return outcome;
 		}
 
-		/* A cancel or statement_timeout stops the whole run */
+		/*
+		 * A cancel or statement_timeout stops the whole run; the leader's
+		 * transaction is usable again (the subtransaction is gone).
+		 */
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		{
+			if (!run->in_worker)
+				leader_clean = true;
 			ReThrowError(edata);
+		}
 
 		{
 			bool		retry = (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE &&
 								 attempt < tm_lock_retries);
-			char	   *error = edata->detail ?
-				psprintf("%s\n%s", edata->message, edata->detail) : pstrdup(edata->message);
+			char	   *error = tm_error_text(edata);
 
 			if (retry)
 				error = psprintf("%s\n(attempt %d of %d; retrying)", error,
@@ -952,10 +1503,14 @@ fleet_one(FleetRun *run, FleetTenant *t)
 			tm_log_attempt(t->schema, tm_current_version[0] ? tm_current_version : NULL,
 						   action, "failed", error, 0, 0, NULL);
 			tm_current_version[0] = '\0';
+			/* with the tenant error's SQLSTATE, detail and context */
 			ereport(WARNING,
-					(errmsg("%s: tenant \"%s\" %s: %s", run->procname, t->schema,
+					(errcode(edata->sqlerrcode),
+					 errmsg("%s: tenant \"%s\" %s: %s", run->procname, t->schema,
 							retry ? "hit the lock timeout, retrying" : "failed",
-							edata->message)));
+							edata->message),
+					 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+					 edata->context ? errcontext_msg("%s", edata->context) : 0));
 			if (!retry)
 				return OUTCOME_FAILED;
 		}
@@ -986,25 +1541,16 @@ fleet_backoff(int attempt)
 
 /*
  * Progress NOTICE every tenant_migrate.progress_interval seconds, and the
- * closing summary.  extra: a running worker's counts not yet in run.
+ * closing summary.
  */
 static void
-fleet_progress(FleetRun *run, const FleetCounts *extra, const char *current,
-			   bool final)
+fleet_progress(FleetRun *run, bool final)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	double		secs = (double) (now - run->started) / 1000000.0;
 	FleetCounts c = run->counts;
 	double		rate;
 
-	if (extra != NULL)
-	{
-		c.done += extra->done;
-		c.changed += extra->changed;
-		c.nothing += extra->nothing;
-		c.failed += extra->failed;
-		c.busy += extra->busy;
-	}
 	rate = secs > 0 ? c.done / secs : 0;
 
 	if (final)
@@ -1023,10 +1569,13 @@ fleet_progress(FleetRun *run, const FleetCounts *extra, const char *current,
 		return;
 	}
 
-	if (current != NULL)
-		pgstat_report_activity(STATE_RUNNING,
-							   psprintf("%s: tenant \"%s\" (%d of %d)",
-										run->procname, current, c.done + 1, run->total));
+	{
+		char		activity[128];
+
+		snprintf(activity, sizeof(activity), "%s: %d of %d tenants done, %d worker(s)",
+				 run->procname, c.done, run->total, run->nworkers);
+		pgstat_report_activity(STATE_RUNNING, activity);
+	}
 
 	if (tm_progress_interval <= 0 ||
 		!TimestampDifferenceExceeds(run->last_progress, now, tm_progress_interval * 1000))

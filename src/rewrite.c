@@ -386,6 +386,7 @@ tm_script_compile(const char *sql, const TmKeepSet *keep, const char *what)
 	script->copy_start = palloc0(sizeof(int) * (script->nstmts + 1));
 	script->copy_end = palloc0(sizeof(int) * (script->nstmts + 1));
 	script->stmt_note = palloc0(sizeof(char *) * (script->nstmts + 1));
+	script->stmt_other_schema = palloc0(sizeof(char *) * (script->nstmts + 1));
 	script->elided_start = palloc(sizeof(int) * (script->nstmts + ps.ngaps + 1));
 	script->elided_end = palloc(sizeof(int) * (script->nstmts + ps.ngaps + 1));
 	foreach(lc, raw)
@@ -461,6 +462,7 @@ tm_script_compile(const char *sql, const TmKeepSet *keep, const char *what)
 		{
 			int			line = line_of(sql, first_token_offset(sql, start, end));
 
+			script->stmt_other_schema[i] = pstrdup(other);
 			script->stmt_note[i] =
 				psprintf("statement %d (line %d) changes schema \"%s\", which is outside the tenant and shared by all tenants",
 						 i + 1, line, other);

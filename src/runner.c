@@ -38,10 +38,13 @@
  *    level -- ours, and any SET the script ran itself, as pg_dump output
  *    does -- is put back as it was (AtEOXact_GUC with isCommit = false);
  *    on error the abort of the (sub)transaction does the same.
- * 4. An error is re-thrown with its SQLSTATE, its message prefixed with the
- *    tenant and version, and the failing statement in the detail.  Nothing
- *    is caught and carried on with: the caller's transaction (or the fleet
- *    run's per-tenant subtransaction) is what undoes a failed tenant.  The
+ * 4. An error is re-thrown unchanged (message, SQLSTATE, detail); an error
+ *    context callback adds, as PL/pgSQL does, a CONTEXT line naming the
+ *    script, version, schema and statement (number, line, a short
+ *    snippet), and SPI's own "SQL statement" line for that statement is
+ *    dropped so that it is not printed twice.  Nothing is caught and
+ *    carried on with: the caller's transaction (or the fleet run's
+ *    per-tenant subtransaction) is what undoes a failed tenant.  The
  *    one-schema SQL calls run the work in an internal subtransaction: on
  *    error it is rolled back first (locks and the script's role released),
  *    then the failed attempt is written to the log by a background worker
@@ -71,6 +74,7 @@
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "utils/acl.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/resowner.h"
@@ -385,7 +389,7 @@ tm_pending_scripts(const char *schema, bool shared, const char *target,
 
 	values[0] = CStringGetTextDatum(schema);
 	values[1] = CStringGetTextDatum(shared ? TM_SCOPE_SHARED : TM_SCOPE_TENANT);
-	tm_catalog_exec("SELECT s.version, s.name, s.checksum, s.up_sql, s.down_sql, s.depends_on,"
+	tm_catalog_exec_cached("SELECT s.version, s.name, s.checksum, s.up_sql, s.down_sql, s.depends_on,"
 				"       s.registered_by::pg_catalog.text"
 				"  FROM public.tenant_migration_scripts s"
 				" WHERE s.scope = $2"
@@ -556,6 +560,153 @@ tm_check_target(const char *target, const char *scope)
 
 /*---- Running one script ----*/
 
+/* Where a script is, for its error context */
+typedef struct ScriptErrorInfo
+{
+	const TmScript *script;
+	int			stmt;			/* 0-based */
+	const char *sql;			/* the statement as it runs */
+	const char *schema;
+	bool		shared;
+	const char *version;
+	const char *name;
+	const char *action;			/* "up" or "down" */
+} ScriptErrorInfo;
+
+/* Line (1-based) of the first token of statement stmt of script */
+static int
+statement_line(const TmScript *script, int stmt)
+{
+	const char *p = script->sql;
+	const char *s = script->sql + script->stmt_start[stmt];
+	const char *e = script->sql + script->stmt_end[stmt];
+	int			line = 1;
+
+	/* skip what tm_statement_snippet() skips: blanks and comments */
+	for (;;)
+	{
+		while (s < e && isspace((unsigned char) *s))
+			s++;
+		if (s + 1 < e && s[0] == '-' && s[1] == '-')
+		{
+			while (s < e && *s != '\n')
+				s++;
+		}
+		else if (s + 1 < e && s[0] == '/' && s[1] == '*')
+		{
+			const char *c = strstr(s + 2, "*/");
+
+			s = (c && c + 2 <= e) ? c + 2 : e;
+		}
+		else
+			break;
+	}
+	for (; p < s; p++)
+		if (*p == '\n')
+			line++;
+	return line;
+}
+
+/* The context line of info (see script_error_callback) */
+static char *
+script_context_line(const ScriptErrorInfo *info)
+{
+	char	   *snip = tm_statement_snippet(info->sql, 0, strlen(info->sql));
+	char	   *in;
+	char	   *out;
+
+	/* one line: every run of blanks and newlines becomes one space */
+	for (in = out = snip; *in; in++)
+	{
+		if (isspace((unsigned char) *in))
+		{
+			if (out > snip && out[-1] == ' ')
+				continue;
+			*out++ = ' ';
+		}
+		else
+			*out++ = *in;
+	}
+	*out = '\0';
+	return psprintf("%s script of migration %s (%s) on %s \"%s\", statement %d of %d, line %d: %s",
+					info->action, info->version, info->name,
+					info->shared ? "schema" : "tenant", info->schema,
+					info->stmt + 1, info->script->nstmts,
+					statement_line(info->script, info->stmt), snip);
+}
+
+/*
+ * CONTEXT line of any error raised while a statement of a script runs:
+ *	up script of migration 002 (add email) on tenant "tenant_a",
+ *	statement 2 of 3, line 4: ALTER TABLE "tenant_a".users ADD ...
+ */
+static void
+script_error_callback(void *arg)
+{
+	ScriptErrorInfo *info = (ScriptErrorInfo *) arg;
+
+	if (info->script == NULL)
+		return;
+	errcontext("%s", script_context_line(info));
+}
+
+/*
+ * The CONTEXT of the last script error up to its script's own line: the
+ * part a log row keeps (the caller's own context lines are not the
+ * script's business).  NULL when no script failed.
+ */
+static char *failed_context = NULL;
+
+/* Forget the last script error's context (a new attempt starts) */
+static void
+forget_failed_context(void)
+{
+	if (failed_context != NULL)
+		pfree(failed_context);
+	failed_context = NULL;
+}
+
+/* context without its first line equal to line (NULL stays NULL) */
+static char *
+drop_context_line(char *context, const char *line)
+{
+	size_t		len = strlen(line);
+	char	   *p = context;
+
+	while (p != NULL && *p)
+	{
+		if (strncmp(p, line, len) == 0 && (p[len] == '\n' || p[len] == '\0'))
+		{
+			if (p[len] == '\n')
+				memmove(p, p + len + 1, strlen(p + len + 1) + 1);
+			else if (p > context)
+				p[-1] = '\0';
+			else
+				*p = '\0';
+			return *context ? context : NULL;
+		}
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return context;
+}
+
+char *
+tm_error_text(const ErrorData *edata)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, edata->message ? edata->message : "");
+	if (edata->detail)
+		appendStringInfo(&buf, "\n%s", edata->detail);
+	if (failed_context != NULL)
+		appendStringInfo(&buf, "\nCONTEXT: %s", failed_context);
+	forget_failed_context();
+	return buf.data;
+}
+
 /*
  * Runs a compiled script's statements in schema (see the protocol above)
  * and returns how long it took in milliseconds.  rewrite: splice the
@@ -577,6 +728,8 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 	Oid			role = script_role(author, version);
 	Oid			save_userid;
 	int			save_sec_context;
+	ScriptErrorInfo errinfo;
+	ErrorContextCallback errcallback;
 
 	/* nobody who can plant objects where the script looks has fewer rights */
 	check_schema_trust(nspoid, schema, role, version, shared);
@@ -605,6 +758,18 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 	if (!shared)
 		tm_guard_begin(nspoid, schema);
 
+	/* Errors say where they happened, in their CONTEXT (as PL/pgSQL does) */
+	errinfo.script = NULL;		/* no statement yet */
+	errinfo.schema = schema;
+	errinfo.shared = shared;
+	errinfo.version = version;
+	errinfo.name = name;
+	errinfo.action = action;
+	errcallback.callback = script_error_callback;
+	errcallback.arg = &errinfo;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
 	for (i = 0; i < script->nstmts; i++)
 	{
 		char	   *sql;
@@ -614,9 +779,13 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 		if (script->stmt_action[i] == TM_STMT_SKIP)
 			continue;
 		sql = tm_script_render(script, i, rewrite ? schema : NULL);
+		errinfo.script = script;
+		errinfo.stmt = i;
+		errinfo.sql = sql;
+
 		PG_TRY();
 		{
-			int			rc = tm_execute_statement(script, i, sql, !shared);
+			int			rc = tm_execute_statement(script, i, sql, shared ? NULL : schema);
 
 			/* SPI returns in its own context; stay in ours */
 			MemoryContextSwitchTo(oldcxt);
@@ -627,7 +796,6 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 		PG_CATCH();
 		{
 			ErrorData  *edata;
-			char	   *stmt = tm_statement_snippet(sql, 0, strlen(sql));
 
 			if (!shared)
 				tm_guard_end();
@@ -635,14 +803,21 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 			SetUserIdAndSecContext(save_userid, save_sec_context);
 			edata = CopyErrorData();
 			FlushErrorState();
-			edata->message = psprintf("%s of migration %s (%s) failed on %s \"%s\": %s",
-									  strcmp(action, "down") == 0 ? "rollback" : "apply",
-									  version, name,
-									  shared ? "schema" : "tenant", schema,
-									  edata->message);
-			edata->detail = edata->detail ?
-				psprintf("Statement %d of %d: %s\n%s", i + 1, script->nstmts, stmt, edata->detail) :
-				psprintf("Statement %d of %d: %s", i + 1, script->nstmts, stmt);
+			/* our context line names the statement: SPI's need not repeat it */
+			edata->context = drop_context_line(edata->context,
+											   psprintf("SQL statement \"%s\"", sql));
+			/* what the log row keeps: the context up to our line */
+			forget_failed_context();
+			if (edata->context != NULL)
+			{
+				char	   *line = script_context_line(&errinfo);
+				char	   *at = strstr(edata->context, line);
+
+				if (at != NULL)
+					failed_context = MemoryContextStrdup(TopMemoryContext,
+														 pnstrdup(edata->context,
+																  at - edata->context + strlen(line)));
+			}
 			ReThrowError(edata);
 		}
 		PG_END_TRY();
@@ -655,6 +830,7 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 		if (new_extension && rewrite && i + 1 < script->nstmts)
 			script = tm_script_compile(script->sql, tm_keepset_build(), script->what);
 	}
+	error_context_stack = errcallback.previous;
 
 	if (!shared)
 		tm_guard_end();
@@ -704,8 +880,9 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 	char	   *invoker = tm_catalog_invoker();
 	char	   *key = NULL;
 
-	/* an earlier call that failed may have left it set */
+	/* an earlier call that failed may have left them set */
 	tm_current_version[0] = '\0';
+	forget_failed_context();
 	(void) tm_lock_schema(schema, nspoid, false);
 	pending = tm_pending_scripts(schema, shared, target, keep, cache);
 	if (!shared && pending != NIL)
@@ -741,7 +918,7 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 		nulls[4] = rollback_sql ? ' ' : 'n';
 		values[5] = Float8GetDatum(step->duration_ms);
 		values[6] = CStringGetTextDatum(invoker);
-		tm_catalog_exec("INSERT INTO public.tenant_migrations"
+		tm_catalog_exec_cached("INSERT INTO public.tenant_migrations"
 						" (tenant_schema, version, name, checksum, rollback_sql, duration_ms, applied_by)"
 						" VALUES ($1::pg_catalog.name, $2, $3, $4, $5, $6, $7::pg_catalog.name)",
 						7, argtypes, values, nulls, SPI_OK_INSERT);
@@ -782,6 +959,7 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 	char	   *key = NULL;
 
 	tm_current_version[0] = '\0';
+	forget_failed_context();
 	(void) tm_lock_schema(schema, nspoid, false);
 
 	values[0] = CStringGetTextDatum(schema);
@@ -886,7 +1064,7 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 									   shared, a->version, a->name, "down", a->author, key);
 		tm_current_version[0] = '\0';
 
-		tm_catalog_exec("DELETE FROM public.tenant_migrations"
+		tm_catalog_exec_cached("DELETE FROM public.tenant_migrations"
 						" WHERE tenant_schema = $1::pg_catalog.name AND version = $2",
 						2, (Oid[]) {TEXTOID, TEXTOID},
 						(Datum[]) {CStringGetTextDatum(schema), CStringGetTextDatum(a->version)},
@@ -989,8 +1167,7 @@ tm_run_audited(const char *schema, Oid nspoid, bool shared, bool revert,
 			version = pstrdup(tm_current_version);
 			tm_current_version[0] = '\0';
 			tm_audit_failure(schema, version, revert ? "down" : "up",
-							 edata->detail ? psprintf("%s\n%s", edata->message, edata->detail) :
-							 edata->message,
+							 tm_error_text(edata),
 							 started,
 							 (double) (GetCurrentTimestamp() - started) / 1000.0,
 							 invoker);

@@ -150,6 +150,8 @@ tenant_migration_status(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* a fleet run cut short by a crash shows as such (fleet.c) */
+	tm_runs_mark_interrupted();
 	if (!PG_ARGISNULL(0) && strcmp(TextDatumGetCString(arg), TM_SHARED_SCHEMA) == 0)
 		tm_catalog_exec(shared_status_query, 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	else

@@ -44,6 +44,13 @@
  */
 #define TM_WORKER_SLOT_KEY1	0x544D0002	/* "TM" + 2 */
 
+/*
+ * First key of the session-level lock a fleet run's leader holds while it
+ * runs; the second key is the run's id (low 32 bits).  A run recorded as
+ * running whose lock nobody holds was cut short (fleet.c).
+ */
+#define TM_RUN_KEY1			0x544D0003	/* "TM" + 3 */
+
 #define TM_SCOPE_TENANT		"tenant"
 #define TM_SCOPE_SHARED		"shared"
 #define TM_SHARED_SCHEMA	"public"
@@ -76,6 +83,15 @@ extern void tm_catalog_exec(const char *sql, int nargs, Oid *argtypes,
  */
 extern void tm_exec_as_caller(const char *sql);
 
+/*
+ * As tm_catalog_exec(), for a query run once per tenant: its plan is prepared once per
+ * process and kept.  sql must be a string constant (the plan is found by
+ * its address); its parameters' types must not change.
+ */
+extern void tm_catalog_exec_cached(const char *sql, int nargs, Oid *argtypes,
+								   Datum *values, const char *nulls,
+								   int expect_rc);
+
 /* Column col (1-based) of row of SPI_tuptable as a palloc'd C string, NULL if null. */
 extern char *tm_spi_getstr(uint64 row, int col);
 
@@ -103,6 +119,12 @@ extern void tm_check_extension_version(void);
 
 /* Name of the role the extension acts for now (read before any switch) */
 extern char *tm_catalog_invoker(void);
+
+/*
+ * The fleet run (tenant_migration_runs.id) this process works for, 0 for
+ * none: tm_log_attempt() writes it into every log row as run_id.
+ */
+extern int64 tm_current_run_id;
 
 /*
  * Appends a row to tenant_migration_log in the current transaction;
@@ -230,6 +252,7 @@ typedef struct TmScript
 	int		   *copy_end;		/* in sql, [start, end), without the \. line */
 	char	  **stmt_note;		/* per statement: why it may fail for a later
 								 * tenant (it changes another schema), or NULL */
+	char	  **stmt_other_schema;	/* per statement: that schema, or NULL */
 	int			nspans;
 	int		   *span_start;		/* sorted, non-overlapping */
 	int		   *span_end;
@@ -283,10 +306,11 @@ extern uint64 tm_copy_from_text(const char *stmt_sql, const char *data, int len)
 
 /*
  * Runs statement i of a compiled script, rendered as sql, as its
- * stmt_action says; returns the SPI result code (copyin.c)
+ * stmt_action says, for tenant_schema (NULL: a shared script); returns the
+ * SPI result code (copyin.c)
  */
 extern int	tm_execute_statement(const TmScript *script, int i,
-								 const char *sql, bool tenant);
+								 const char *sql, const char *tenant_schema);
 
 /*---- Tenants (registry.c) ----*/
 
@@ -376,6 +400,12 @@ extern double tm_run_tenant_script(const TmScript *script, const char *schema,
 								   Oid nspoid, const char *version,
 								   const char *name, const char *author);
 
+/*
+ * An error as a log row's error text: message, then detail and CONTEXT
+ * lines if any (runner.c).
+ */
+extern char *tm_error_text(const ErrorData *edata);
+
 /*---- Durable failure rows (audit.c) ----*/
 
 /*
@@ -417,6 +447,14 @@ extern Oid	tm_public_namespace(void);
 
 /* search_path for running a migration in schema: tenant, then public */
 extern char *tm_search_path_for(const char *schema, bool shared);
+
+/*---- Fleet runs (fleet.c) ----*/
+
+/*
+ * Marks runs recorded as running whose leader is gone as interrupted
+ * (cheap when none is running); does nothing in a read-only transaction.
+ */
+extern void tm_runs_mark_interrupted(void);
 
 /*---- Containment of tenant scripts (guard.c) ----*/
 

@@ -23,6 +23,10 @@ $node->init;
 # Scenario 2 kills one backend and needs the postmaster to reset and go on
 # (the test framework turns this off by default).
 $node->append_conf('postgresql.conf', "restart_after_crash = on\n");
+# Fleet workers per run and server-wide (tenant_migrate.max_workers):
+# TM_FLEET_WORKERS, default 2; the suite also runs with 1 and 4.
+my $workers = $ENV{TM_FLEET_WORKERS} // 2;
+$node->append_conf('postgresql.conf', "tenant_migrate.max_workers = $workers\n");
 $node->start;
 
 $node->safe_psql('postgres', 'CREATE EXTENSION tenant_migrate');
@@ -267,15 +271,15 @@ add_slow_migration(4);
 		'the cancelled session is still connected and usable');
 	like(
 		$bg->{stderr},
-		qr/ERROR:  57014: (apply of migration 4 \(slow 4\) failed on tenant "tenant_t\d+": )?canceling statement due to user request/,
+		qr/ERROR:  57014: canceling statement due to user request/,
 		'the cancel stops the run with SQLSTATE 57014');
 	# Most likely the cancel hit the pg_sleep, after the CREATE TABLE of
 	# that tenant had run: that table must be gone with the rest.
   SKIP:
 	{
-		skip 'the cancel did not land inside a script', 1
+		skip 'the cancel did not land inside a script (with workers, it stops the CALL, which terminates them)', 1
 		  unless $bg->{stderr} =~
-		  /failed on tenant "(tenant_t\d+)": canceling statement due to user request\nDETAIL:  Statement (\d) of 4/;
+		  /canceling statement due to user request\n(?:.*\n)*?CONTEXT:  up script of migration 4 \(slow 4\) on tenant "(tenant_t\d+)", statement (\d) of 4/;
 		my ($tenant, $stmt) = ($1, $2);
 		is( $node->safe_psql(
 				'postgres', qq{

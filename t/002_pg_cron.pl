@@ -31,6 +31,10 @@ shared_preload_libraries = 'pg_cron'
 cron.database_name = 'postgres'
 cron.host = '@{[ $node->host ]}'
 });
+# Fleet workers per run and server-wide (tenant_migrate.max_workers):
+# TM_FLEET_WORKERS, default 2; the suite also runs with 1 and 4.
+my $workers = $ENV{TM_FLEET_WORKERS} // 2;
+$node->append_conf('postgresql.conf', "tenant_migrate.max_workers = $workers\n");
 $node->start;
 
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_cron');
@@ -103,6 +107,15 @@ is( $node->safe_psql(
 	),
 	$ntenants,
 	'one ok row per tenant for version 2');
+# A run without a client is watched through its record and its log rows.
+is( $node->safe_psql(
+		'postgres', q{
+SELECT status || '|' || total || '|' || done || '|' || failed || '|' || started_by
+       || '|' || (SELECT count(*) FROM tenant_migration_log l
+                   WHERE l.run_id = r.id AND l.version = '2' AND l.status = 'ok')
+  FROM tenant_migration_runs r ORDER BY r.id LIMIT 1}),
+	"finished|$ntenants|$ntenants|0|postgres|$ntenants",
+	'the scheduled run is recorded: finished, every tenant done, its log rows carry its run id');
 
 # The migrated tables work.
 $node->safe_psql('postgres', q{
