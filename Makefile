@@ -10,6 +10,7 @@ OBJS = \
 	src/registry.o \
 	src/runner.o \
 	src/fleet.o \
+	src/nontx.o \
 	src/audit.o \
 	src/status.o \
 	src/catalog.o \
