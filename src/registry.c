@@ -247,7 +247,9 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 	schema = tm_tenant_create(PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0)),
 							  PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
 							  &nspoid);
-	result = (Name) palloc0(NAMEDATALEN);
+	/* in the caller's context: SPI_finish frees ours */
+	result = (Name) SPI_palloc(NAMEDATALEN);
+	memset(result, 0, NAMEDATALEN);
 	namestrcpy(result, schema);
 
 	/*
