@@ -579,6 +579,8 @@ fleet_run_body(FleetRun *run, ArrayType *tenants, int workers, int64 run_id)
 		 * after its own subtransaction is rolled back.
 		 */
 		pgstat_report_activity(STATE_RUNNING, psprintf("%s: shared migrations", procname));
+		tm_refuse_non_transactional(tm_pending_scripts(TM_SHARED_SCHEMA, true, target, NULL, NULL),
+									TM_SHARED_SCHEMA, TM_SHARED_NONTX_HINT);
 		shared = tm_run_audited(TM_SHARED_SCHEMA, tm_public_namespace(), true,
 								false, target, NULL);
 		if (shared != NIL)

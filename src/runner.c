@@ -1404,7 +1404,7 @@ tenant_migrate_shared(PG_FUNCTION_ARGS)
 	tm_check_target(target, TM_SCOPE_SHARED);
 	tm_refuse_non_transactional(tm_pending_scripts(TM_SHARED_SCHEMA, true, target, NULL, NULL),
 								TM_SHARED_SCHEMA,
-								"tenant_migrate_shared() runs in the caller's transaction; apply shared scripts with CALL tenant_migrate_all(), which runs such a script statement by statement.");
+								TM_SHARED_NONTX_HINT);
 	put_steps(fcinfo, tm_run_audited(TM_SHARED_SCHEMA, tm_public_namespace(), true, false,
 									 target, NULL));
 	SPI_finish();

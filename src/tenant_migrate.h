@@ -310,6 +310,10 @@ extern void tm_script_warn_other_schemas(const TmScript *script);
 extern void tm_refuse_non_transactional(List *pending, const char *schema,
 										const char *hint);
 
+/* Shared scripts are applied in one transaction: CONCURRENTLY is refused */
+#define TM_SHARED_NONTX_HINT "Shared scripts are applied to public in one transaction; run a CONCURRENTLY statement on public outside tenant_migrate, or register the shared script without CONCURRENTLY."
+
+
 /* Runs COPY ... FROM STDIN (stmt_sql) with rows from data (copyin.c) */
 extern uint64 tm_copy_from_text(const char *stmt_sql, const char *data, int len);
 
