@@ -76,7 +76,7 @@ CALL tenant_migrate_all(tenants => ARRAY['tenant_a'], workers => 0);
 CALL tenant_migrate_all(workers => 2);
 SELECT n.nspname, c.relname, i.indisvalid, i.indisready
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname LIKE 'tenant\_%' ORDER BY 1, 2;
+ WHERE n.nspname IN (SELECT schema_name FROM tenant_registry) ORDER BY 1, 2;
 SELECT tenant_schema, version, rollback_sql FROM tenant_migrations WHERE version = '4' ORDER BY 1;
 SELECT note FROM tenant_b.items;
 SELECT version, action, status, step, error FROM tenant_migration_log
@@ -97,7 +97,7 @@ CALL tenant_migrate_all(workers => 0);
 -- the index it left INVALID, the history unrecorded, the failed step logged
 SELECT n.nspname, c.relname, i.indisvalid
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relname = 'items_note_key' ORDER BY 1;
+ WHERE c.relname = 'items_note_key' AND n.nspname IN (SELECT schema_name FROM tenant_registry) ORDER BY 1;
 SELECT tenant_schema FROM tenant_migrations WHERE version = '5' ORDER BY 1;
 SELECT status, step, split_part(error, E'\n', 1) AS error FROM tenant_migration_log
  WHERE tenant_schema = 'tenant_b' AND version = '5' ORDER BY id;
@@ -109,7 +109,7 @@ DELETE FROM tenant_b.items WHERE id = 2;
 CALL tenant_migrate_all(workers => 2);
 SELECT n.nspname, c.relname, i.indisvalid
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relname = 'items_note_key' ORDER BY 1;
+ WHERE c.relname = 'items_note_key' AND n.nspname IN (SELECT schema_name FROM tenant_registry) ORDER BY 1;
 SELECT count(*) AS invalid_indexes FROM pg_index WHERE NOT indisvalid;
 SELECT tenant_schema FROM tenant_migrations WHERE version = '5' ORDER BY 1;
 SELECT status, step FROM tenant_migration_log
