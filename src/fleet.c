@@ -49,7 +49,16 @@
  *	   session is migrating is skipped (logged as "skipped", counted), never
  *	   waited on and never migrated twice.
  *	3. The runner (runner.c) applies or reverts, with lock_timeout set to
- *	   tenant_migrate.lock_timeout for each script.
+ *	   tenant_migrate.lock_timeout for each script.  A migration goes by
+ *	   transaction segments (nontx.c): after an enum-adding script, and
+ *	   around a non-transactional script, the tenant's transaction commits
+ *	   (its lock kept at session level) and the next segment starts in a
+ *	   new subtransaction; a non-transactional script runs outside SPI and
+ *	   any transaction (fleet_nontx), after which the leader connects SPI
+ *	   again.  The leader's run lives in a context of the CALL's portal for
+ *	   that reason, and it holds no catalog snapshot while it waits for its
+ *	   workers (a worker's CREATE INDEX CONCURRENTLY waits for old
+ *	   snapshots).
  *	4. On error the subtransaction is rolled back -- the tenant is exactly as
  *	   before -- and a "failed" row goes to tenant_migration_log in the
  *	   tenant's own transaction, committed right after, so it is durable.

@@ -18,7 +18,10 @@
  *    calls on one schema therefore serialize, and the second one reads the
  *    first one's committed history (a new snapshot per query under READ
  *    COMMITTED) and applies nothing twice.  The lock is released when the
- *    transaction ends.
+ *    transaction ends.  Fleet runs and create_tenant, which commit between
+ *    the transaction segments of one tenant (nontx.c), also hold the same
+ *    lock at session level (tm_lock_schema_session) until the tenant is
+ *    done.
  * 2. Every check (dependencies, down scripts, malformed or refused SQL) is
  *    done for all scripts of the call before the first one runs.
  * 3. Each script runs as the role that registered it (registered_by), with
