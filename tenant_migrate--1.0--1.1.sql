@@ -353,3 +353,22 @@ REVOKE ALL ON PROCEDURE public.tenant_rollback_all(text, text[], integer) FROM P
 
 COMMENT ON PROCEDURE public.tenant_rollback_all(text, text[], integer) IS
 	'Rolls every active tenant (or the listed ones) back to target_version with background workers taking tenants from one queue, committing after each.';
+
+/*---- Real migration histories: commits between scripts, CONCURRENTLY steps, create_tenant ----*/
+
+ALTER TABLE public.tenant_migration_log
+	ADD COLUMN step text;
+
+COMMENT ON COLUMN public.tenant_migration_log.step IS
+	'For a script run outside a transaction block (CREATE INDEX CONCURRENTLY...), the step this row is about: statement number, line and text, or the INVALID index dropped before a retry; NULL for rows about a whole script.';
+
+CREATE PROCEDURE public.create_tenant(
+	tenant_key text,
+	display_name text DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'create_tenant'
+LANGUAGE C;
+
+REVOKE ALL ON PROCEDURE public.create_tenant(text, text) FROM PUBLIC;
+
+COMMENT ON PROCEDURE public.create_tenant(text, text) IS
+	'Creates and registers a tenant schema like create_tenant_schema(), commits, then applies every tenant migration committing after each script that adds enum values; CONCURRENTLY steps run as plain statements (the tables are new). On failure the tenant stays registered with what succeeded applied, the failure is logged, and the error is raised.';

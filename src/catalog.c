@@ -400,6 +400,9 @@ tm_spi_getstr(uint64 row, int col)
 /* The fleet run whose work this process does now (0: none), see fleet.c */
 int64		tm_current_run_id = 0;
 
+/* The step of a non-transactional script a log row is about, see nontx.c */
+const char *tm_current_step = NULL;
+
 void
 tm_log_attempt(const char *schema, const char *version, const char *action,
 			   const char *status, const char *error, TimestampTz started_at,
@@ -422,8 +425,28 @@ tm_log_attempt(const char *schema, const char *version, const char *action,
 	values[6] = Float8GetDatum(duration_ms);
 	values[7] = CStringGetTextDatum(performed_by ? performed_by : tm_catalog_invoker());
 	values[8] = Int64GetDatum(tm_current_run_id);
+	/* a step of a non-transactional script (nontx.c): 1.1 only */
+	if (tm_current_step != NULL)
+	{
+		Oid			types[10];
+		Datum		vals[10];
+		char		nls[10];
+
+		memcpy(types, argtypes, sizeof(argtypes));
+		memcpy(vals, values, sizeof(values));
+		memcpy(nls, nulls, sizeof(nulls));
+		types[9] = TEXTOID;
+		vals[9] = CStringGetTextDatum(tm_current_step);
+		nls[9] = ' ';
+		tm_catalog_exec_cached("INSERT INTO public.tenant_migration_log"
+						" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by, run_id, step)"
+						" VALUES ($1::pg_catalog.name, $2, $3, $4, $5,"
+						"         COALESCE($6, pg_catalog.clock_timestamp()), $7, $8::pg_catalog.name,"
+						"         NULLIF($9, 0), $10)",
+						10, types, vals, nls, SPI_OK_INSERT);
+	}
 	/* without a run, no run_id column: 1.0 (update pending) has none */
-	if (tm_current_run_id > 0)
+	else if (tm_current_run_id > 0)
 		tm_catalog_exec_cached("INSERT INTO public.tenant_migration_log"
 						" (tenant_schema, version, action, status, error, started_at, duration_ms, performed_by, run_id)"
 						" VALUES ($1::pg_catalog.name, $2, $3, $4, $5,"

@@ -49,7 +49,16 @@
  *	   session is migrating is skipped (logged as "skipped", counted), never
  *	   waited on and never migrated twice.
  *	3. The runner (runner.c) applies or reverts, with lock_timeout set to
- *	   tenant_migrate.lock_timeout for each script.
+ *	   tenant_migrate.lock_timeout for each script.  A migration goes by
+ *	   transaction segments (nontx.c): after an enum-adding script, and
+ *	   around a non-transactional script, the tenant's transaction commits
+ *	   (its lock kept at session level) and the next segment starts in a
+ *	   new subtransaction; a non-transactional script runs outside SPI and
+ *	   any transaction (fleet_nontx), after which the leader connects SPI
+ *	   again.  The leader's run lives in a context of the CALL's portal for
+ *	   that reason, and it holds no catalog snapshot while it waits for its
+ *	   workers (a worker's CREATE INDEX CONCURRENTLY waits for old
+ *	   snapshots).
  *	4. On error the subtransaction is rolled back -- the tenant is exactly as
  *	   before -- and a "failed" row goes to tenant_migration_log in the
  *	   tenant's own transaction, committed right after, so it is durable.
@@ -206,6 +215,8 @@ typedef struct FleetRun
 	int			since_flush;
 	int			nworkers;		/* workers running now (leader) */
 	bool		in_worker;		/* transactions by hand, not SPI_commit */
+	bool		nested_call;	/* leader: CALLed from a procedure or DO */
+	MemoryContext entry_cxt;	/* leader: the CALL's, where SPI returns */
 	FleetCounts counts;
 } FleetRun;
 
@@ -295,6 +306,8 @@ static void fleet_execute(FleetRun *run, FleetTenant **queue, int n,
 static void fleet_stop_workers(void);
 static void fleet_leader_exit(int code, Datum arg);
 static FleetOutcome fleet_one(FleetRun *run, FleetTenant *t);
+static ErrorData *fleet_nontx(FleetRun *run, FleetTenant *t, TmPending *p,
+							  MemoryContext cxt);
 static void fleet_progress(FleetRun *run, bool final);
 static void fleet_backoff(int attempt);
 static int64 fleet_run_begin(FleetRun *run, ArrayType *tenants, int workers);
@@ -575,6 +588,8 @@ fleet_run_body(FleetRun *run, ArrayType *tenants, int workers, int64 run_id)
 		 * after its own subtransaction is rolled back.
 		 */
 		pgstat_report_activity(STATE_RUNNING, psprintf("%s: shared migrations", procname));
+		tm_refuse_non_transactional(tm_pending_scripts(TM_SHARED_SCHEMA, true, target, NULL, NULL),
+									TM_SHARED_SCHEMA, TM_SHARED_NONTX_HINT);
 		shared = tm_run_audited(TM_SHARED_SCHEMA, tm_public_namespace(), true,
 								false, target, NULL);
 		if (shared != NIL)
@@ -662,6 +677,7 @@ fleet_run_tracked(FleetRun *run, ArrayType *tenants, int nworkers,
 
 		/* a cancel: stop the workers, and let their tenants roll back first */
 		fleet_stop_workers();
+		tm_unlock_schema_session();
 
 		/*
 		 * Say how the run ended, if the leader's own transaction is still
@@ -719,9 +735,26 @@ fleet_run_guts(FunctionCallInfo fcinfo, FleetOp op, const char *target,
 	if (target != NULL)
 		tm_version_check(target, "target version");
 
-	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect_ext failed");
-	fleet_init_run(&run, op, target, max_failures);
+	{
+		/* a CALL from a procedure or DO block: SPI of the caller below */
+		bool		nested = SPI_inside_nonatomic_context();
+		MemoryContext entry_cxt = CurrentMemoryContext;
+
+		if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect_ext failed");
+
+		/*
+		 * The run lives in a context of the CALL's portal, not in SPI's
+		 * procedure context: a non-transactional script makes the leader
+		 * leave SPI for a while (fleet_nontx).
+		 */
+		MemoryContextSwitchTo(AllocSetContextCreate(PortalContext,
+													"tenant_migrate fleet run",
+													ALLOCSET_DEFAULT_SIZES));
+		fleet_init_run(&run, op, target, max_failures);
+		run.nested_call = nested;
+		run.entry_cxt = entry_cxt;
+	}
 	cxt = CurrentMemoryContext;
 
 	/* Refusals first: a run that cannot start leaves no record */
@@ -772,6 +805,7 @@ fleet_do_tenant(FleetRun *run, FleetTenant *t)
 						   psprintf("%s: tenant \"%s\"", run->procname, t->schema));
 
 	outcome = fleet_one(run, t);
+	tm_unlock_schema_session();
 	if (tm_current_run_id > 0)
 	{
 		Oid			argtypes[3] = {INT4OID, INT4OID, TEXTOID};
@@ -1097,6 +1131,11 @@ fleet_execute(FleetRun *run, FleetTenant **queue, int n, int workers,
 		}
 		run->nworkers = active;
 
+		/*
+		 * Hold no snapshot while waiting: a worker's CREATE INDEX
+		 * CONCURRENTLY waits for every older snapshot to go.
+		 */
+		InvalidateCatalogSnapshot();
 		CHECK_FOR_INTERRUPTS();
 		fleet_check_client();
 		fleet_progress(run, false);
@@ -1405,6 +1444,67 @@ fleet_tenants(FleetRun *run, ArrayType *tenants, int *ntenants)
 }
 
 /*
+ * A non-transactional script of tenant t (nontx.c): out of SPI and out of
+ * any transaction, the statements in transactions of their own, then back
+ * to a transaction of the run's.  Returns the error of the failed step
+ * (already logged), or NULL.
+ */
+static ErrorData *
+fleet_nontx(FleetRun *run, FleetTenant *t, TmPending *p, MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	if (run->nested_call)
+	{
+		/* our commits would end the transactions of the caller's SPI too */
+		ErrorData  *volatile err = NULL;
+
+		PG_TRY();
+		{
+			ereport(ERROR,
+					(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+					 errmsg("migration %s (%s) cannot run its CONCURRENTLY step here", p->version, p->name),
+					 errdetail("%s was called from a procedure or DO block and runs this tenant in its own session, which cannot leave the caller's transaction.",
+							   run->procname),
+					 errhint("Run CALL %s() as a statement of its own, or let it use background workers.",
+							 run->procname)));
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			err = CopyErrorData();
+			FlushErrorState();
+		}
+		PG_END_TRY();
+		tm_log_attempt(t->schema, p->version, "up", "failed", err->message, 0, 0, NULL);
+		return err;
+	}
+
+	if (run->in_worker)
+		fleet_worker_end_xact();
+	else
+	{
+		/* fleet_commit() just committed; leave SPI and its transaction */
+		SPI_finish();
+		CommitTransactionCommand();
+	}
+
+	edata = tm_run_nontx_script(t->schema, t->nspoid, p, cxt);
+
+	if (run->in_worker)
+		fleet_worker_begin_xact();
+	else
+	{
+		StartTransactionCommand();
+		MemoryContextSwitchTo(run->entry_cxt);
+		if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect_ext failed");
+	}
+	MemoryContextSwitchTo(cxt);
+	return edata;
+}
+
+/*
  * One tenant in a subtransaction (see the header comment); returns what
  * happened.  Never leaves PG_TRY/PG_CATCH with a jump: retries loop
  * outside them.
@@ -1416,6 +1516,7 @@ fleet_one(FleetRun *run, FleetTenant *t)
 	ResourceOwner owner = CurrentResourceOwner;
 	const char *action = (run->op == FLEET_MIGRATE) ? "up" : "down";
 	int			attempt;
+	volatile bool applied = false;	/* segments committed already */
 
 	if (!tm_schema_name_is_valid(t->schema))
 	{
@@ -1438,6 +1539,8 @@ fleet_one(FleetRun *run, FleetTenant *t)
 	{
 		volatile FleetOutcome outcome = OUTCOME_FAILED;
 		ErrorData  *volatile edata = NULL;
+		TmPending  *volatile stopped = NULL;
+		bool		logged = false;
 
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(cxt);
@@ -1448,14 +1551,17 @@ fleet_one(FleetRun *run, FleetTenant *t)
 			else
 			{
 				List	   *steps;
+				TmPending  *stop = NULL;
 
 				if (run->op == FLEET_MIGRATE)
-					steps = tm_apply_pending(t->schema, t->nspoid, false,
-											 run->target, run->keep, &run->cache);
+					steps = tm_apply_segment(t->schema, t->nspoid, run->target,
+											 run->keep, &run->cache,
+											 TM_APPLY_SEGMENT, &stop);
 				else
 					steps = tm_revert(t->schema, t->nspoid, false,
 									  run->target, run->keep);
-				outcome = (steps != NIL) ? OUTCOME_DONE : OUTCOME_NOTHING;
+				stopped = stop;
+				outcome = (steps != NIL || applied) ? OUTCOME_DONE : OUTCOME_NOTHING;
 			}
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
@@ -1471,6 +1577,29 @@ fleet_one(FleetRun *run, FleetTenant *t)
 			CurrentResourceOwner = owner;
 		}
 		PG_END_TRY();
+
+		/*
+		 * The end of a transaction segment (nontx.c): commit what is
+		 * applied, keeping the tenant locked at session level, then run a
+		 * non-transactional script outside a transaction block, and go on
+		 * with the next segment.
+		 */
+		if (edata == NULL && stopped != NULL)
+		{
+			(void) tm_lock_schema_session(t->nspoid, false);
+			fleet_commit(run);
+			applied = true;
+			if (stopped->up->non_transactional)
+			{
+				edata = fleet_nontx(run, t, stopped, cxt);
+				logged = true;	/* the failed step is logged */
+			}
+			if (edata == NULL)
+			{
+				attempt = -1;
+				continue;
+			}
+		}
 
 		if (edata == NULL)
 		{
@@ -1500,8 +1629,9 @@ fleet_one(FleetRun *run, FleetTenant *t)
 			if (retry)
 				error = psprintf("%s\n(attempt %d of %d; retrying)", error,
 								 attempt + 1, tm_lock_retries + 1);
-			tm_log_attempt(t->schema, tm_current_version[0] ? tm_current_version : NULL,
-						   action, "failed", error, 0, 0, NULL);
+			if (!logged)
+				tm_log_attempt(t->schema, tm_current_version[0] ? tm_current_version : NULL,
+							   action, "failed", error, 0, 0, NULL);
 			tm_current_version[0] = '\0';
 			/* with the tenant error's SQLSTATE, detail and context */
 			ereport(WARNING,

@@ -166,32 +166,24 @@ tm_tenant_lookup(const char *schema, TmTenant *tenant)
 /*---- SQL-callable ----*/
 
 /*
- * create_tenant_schema(tenant_key text, display_name text DEFAULT NULL)
- *		RETURNS name
- *
- * Creates the schema, registers it and applies every tenant migration, all
- * in the caller's transaction: an error leaves nothing behind.
+ * The first part of create_tenant_schema() and create_tenant(): checks
+ * the key (NULL: refused), creates the schema as the caller and registers
+ * it (display_name may be NULL).  Returns the schema name and its OID.
+ * SPI must be connected.
  */
-Datum
-create_tenant_schema(PG_FUNCTION_ARGS)
+char *
+tm_tenant_create(const char *key, text *display_name, Oid *nspoid)
 {
-	char	   *key;
 	char	   *schema;
-	Oid			nspoid;
-	Name		result;
-	TmKeepSet  *keep;
-	TmScriptCache cache;
-	const char *create_tenant_hint = "create_tenant_schema() applies every script in the caller's one transaction; create the tenant with CALL create_tenant(tenant_key, display_name), which commits between scripts.";
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
 
-	if (PG_ARGISNULL(0))
+	if (key == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("tenant_key must not be null"),
 				 errhint("Use a key such as \"org_acme\".")));
-	key = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	check_tenant_key(key);
 	schema = psprintf("%s%s", tm_schema_prefix, key);
 	if (strcmp(schema, TM_SHARED_SCHEMA) == 0 || strncmp(schema, "pg_", 3) == 0)
@@ -200,12 +192,6 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 				 errmsg("tenant schema name \"%s\" is reserved", schema),
 				 errdetail("The name public and names starting with pg_ are reserved."),
 				 errhint("Use another tenant key, or set tenant_migrate.schema_prefix.")));
-
-	result = (Name) palloc0(NAMEDATALEN);
-	namestrcpy(result, schema);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 
 	values[0] = CStringGetTextDatum(schema);
 	values[1] = CStringGetTextDatum(key);
@@ -227,15 +213,44 @@ create_tenant_schema(PG_FUNCTION_ARGS)
 
 	/* as the caller, who owns the new schema */
 	tm_exec_as_caller(psprintf("CREATE SCHEMA %s", quote_identifier(schema)));
-	nspoid = get_namespace_oid(schema, false);
+	*nspoid = get_namespace_oid(schema, false);
 
-	if (!PG_ARGISNULL(1))
-		values[2] = PointerGetDatum(PG_GETARG_TEXT_PP(1));
+	if (display_name != NULL)
+		values[2] = PointerGetDatum(display_name);
 	else
 		nulls[2] = 'n';
 	tm_catalog_exec("INSERT INTO public.tenant_registry (schema_name, tenant_key, display_name)"
 				" VALUES ($1::pg_catalog.name, $2, $3)",
 				3, argtypes, values, nulls, SPI_OK_INSERT);
+	return schema;
+}
+
+/*
+ * create_tenant_schema(tenant_key text, display_name text DEFAULT NULL)
+ *		RETURNS name
+ *
+ * Creates the schema, registers it and applies every tenant migration, all
+ * in the caller's transaction: an error leaves nothing behind.
+ */
+Datum
+create_tenant_schema(PG_FUNCTION_ARGS)
+{
+	char	   *schema;
+	Oid			nspoid;
+	Name		result;
+	TmKeepSet  *keep;
+	TmScriptCache cache;
+	const char *create_tenant_hint = "create_tenant_schema() applies every script in the caller's one transaction; create the tenant with CALL create_tenant(tenant_key, display_name), which commits between scripts.";
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	schema = tm_tenant_create(PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0)),
+							  PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
+							  &nspoid);
+	/* in the caller's context: SPI_finish frees ours */
+	result = (Name) SPI_palloc(NAMEDATALEN);
+	memset(result, 0, NAMEDATALEN);
+	namestrcpy(result, schema);
 
 	/*
 	 * A history that needs commits between its scripts (a CONCURRENTLY

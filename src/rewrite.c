@@ -1277,23 +1277,27 @@ check_statement(Node *stmt, const char *sql, int start, int end,
 				return TM_STMT_EXTENSION;
 			}
 		case T_IndexStmt:
-			if (((IndexStmt *) stmt)->concurrent && !script->non_transactional)
+			if (!((IndexStmt *) stmt)->concurrent)
+				break;
+			if (!script->non_transactional)
 			{
 				script->non_transactional = true;
 				script->non_transactional_stmt =
 					psprintf("line %d: %s", line_of(sql, first_token_offset(sql, start, end)),
 							 snippet(sql, start, end));
 			}
-			break;
+			return TM_STMT_CONCURRENTLY;
 		case T_DropStmt:
-			if (((DropStmt *) stmt)->concurrent && !script->non_transactional)
+			if (!((DropStmt *) stmt)->concurrent)
+				break;
+			if (!script->non_transactional)
 			{
 				script->non_transactional = true;
 				script->non_transactional_stmt =
 					psprintf("line %d: %s", line_of(sql, first_token_offset(sql, start, end)),
 							 snippet(sql, start, end));
 			}
-			break;
+			return TM_STMT_CONCURRENTLY;
 		case T_ReindexStmt:
 			{
 				ReindexStmt *r = (ReindexStmt *) stmt;
@@ -1312,12 +1316,16 @@ check_statement(Node *stmt, const char *sql, int start, int end,
 					refuse_statement(ERRCODE_ACTIVE_SQL_TRANSACTION,
 									 "this REINDEX cannot run inside a migration",
 									 notx_hint, sql, start, end);
-				else if (concurrently && !script->non_transactional)
+				else if (concurrently)
 				{
-					script->non_transactional = true;
-					script->non_transactional_stmt =
-						psprintf("line %d: %s", line_of(sql, first_token_offset(sql, start, end)),
-								 snippet(sql, start, end));
+					if (!script->non_transactional)
+					{
+						script->non_transactional = true;
+						script->non_transactional_stmt =
+							psprintf("line %d: %s", line_of(sql, first_token_offset(sql, start, end)),
+									 snippet(sql, start, end));
+					}
+					return TM_STMT_CONCURRENTLY;
 				}
 				break;
 			}

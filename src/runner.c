@@ -18,7 +18,10 @@
  *    calls on one schema therefore serialize, and the second one reads the
  *    first one's committed history (a new snapshot per query under READ
  *    COMMITTED) and applies nothing twice.  The lock is released when the
- *    transaction ends.
+ *    transaction ends.  Fleet runs and create_tenant, which commit between
+ *    the transaction segments of one tenant (nontx.c), also hold the same
+ *    lock at session level (tm_lock_schema_session) until the tenant is
+ *    done.
  * 2. Every check (dependencies, down scripts, malformed or refused SQL) is
  *    done for all scripts of the call before the first one runs.
  * 3. Each script runs as the role that registered it (registered_by), with
@@ -73,6 +76,7 @@
 #include "portability/instr_time.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
@@ -103,7 +107,12 @@ static double run_script(const TmScript *script, const char *schema,
 						 Oid nspoid, bool rewrite, bool shared,
 						 const char *version, const char *name,
 						 const char *action, const char *author,
-						 const char *tenant_key);
+						 const char *tenant_key, int only_stmt,
+						 uint32 flags);
+
+/* run_script() flags */
+#define RUN_STRIP_CONCURRENTLY	0x01	/* CONCURRENTLY steps as plain ones */
+#define RUN_TOPLEVEL			0x02	/* a CONCURRENTLY step at top level */
 static char *tenant_key_of(const char *schema);
 static Oid	script_role(const char *author, const char *version);
 static void check_schema_trust(Oid nspoid, const char *schema, Oid author,
@@ -165,6 +174,45 @@ tm_lock_schema(const char *schema, Oid nspoid, bool dontwait)
 	PG_END_TRY();
 	AtEOXact_GUC(true, nestlevel);
 	return true;
+}
+
+/*
+ * The session-level variant, for a tenant whose scripts span several
+ * transactions (nontx.c): the same lock tag, so a concurrent
+ * tm_lock_schema() of another session waits for it or skips the tenant,
+ * and this session's own transaction-level requests are granted at once.
+ * One such lock at a time; tm_unlock_schema_session() releases it (also
+ * after an error: an abort does not release a session lock).
+ */
+static Oid	session_locked_nspoid = InvalidOid;
+
+bool
+tm_lock_schema_session(Oid nspoid, bool dontwait)
+{
+	LOCKTAG		tag;
+
+	if (session_locked_nspoid == nspoid)
+		return true;
+	tm_unlock_schema_session();
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_LOCK_KEY1,
+						 (uint32) nspoid, TM_LOCK_SPACE);
+	if (LockAcquire(&tag, ExclusiveLock, true, dontwait) == LOCKACQUIRE_NOT_AVAIL)
+		return false;
+	session_locked_nspoid = nspoid;
+	return true;
+}
+
+void
+tm_unlock_schema_session(void)
+{
+	LOCKTAG		tag;
+
+	if (!OidIsValid(session_locked_nspoid))
+		return;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_LOCK_KEY1,
+						 (uint32) session_locked_nspoid, TM_LOCK_SPACE);
+	(void) LockRelease(&tag, ExclusiveLock, true);
+	session_locked_nspoid = InvalidOid;
 }
 
 /*---- As whom scripts run ----*/
@@ -715,7 +763,8 @@ tm_error_text(const ErrorData *edata)
 static double
 run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 		   bool rewrite, bool shared, const char *version, const char *name,
-		   const char *action, const char *author, const char *tenant_key)
+		   const char *action, const char *author, const char *tenant_key,
+		   int only_stmt, uint32 flags)
 {
 	/* recompiled after CREATE EXTENSION; volatile across PG_TRY */
 	const TmScript *volatile script = orig_script;
@@ -730,6 +779,8 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 	int			save_sec_context;
 	ScriptErrorInfo errinfo;
 	ErrorContextCallback errcallback;
+	LocalTransactionId lxid = MyProc->lxid;
+	int			stop = (only_stmt >= 0) ? only_stmt + 1 : orig_script->nstmts;
 
 	/* nobody who can plant objects where the script looks has fewer rights */
 	check_schema_trust(nspoid, schema, role, version, shared);
@@ -770,28 +821,41 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 
-	for (i = 0; i < script->nstmts; i++)
+	for (i = (only_stmt >= 0) ? only_stmt : 0; i < stop; i++)
 	{
 		char	   *sql;
 		bool		new_extension = script->creates_extension[i];
+		bool		concurrently = (script->stmt_action[i] == TM_STMT_CONCURRENTLY);
 
 		/* neutralised tool boilerplate (rewrite.c) */
 		if (script->stmt_action[i] == TM_STMT_SKIP)
 			continue;
-		sql = tm_script_render(script, i, rewrite ? schema : NULL);
+		/* a new tenant's tables are empty: the plain statement (nontx.c) */
+		sql = (concurrently && (flags & RUN_STRIP_CONCURRENTLY)) ?
+			tm_strip_concurrently(tm_script_render(script, i, rewrite ? schema : NULL)) :
+			tm_script_render(script, i, rewrite ? schema : NULL);
 		errinfo.script = script;
 		errinfo.stmt = i;
 		errinfo.sql = sql;
 
 		PG_TRY();
 		{
-			int			rc = tm_execute_statement(script, i, sql, shared ? NULL : schema);
+			if (concurrently && (flags & RUN_TOPLEVEL))
+			{
+				/* no SPI here: the statement commits on its way */
+				tm_execute_toplevel(sql);
+				MemoryContextSwitchTo(oldcxt);
+			}
+			else
+			{
+				int			rc = tm_execute_statement(script, i, sql, shared ? NULL : schema);
 
-			/* SPI returns in its own context; stay in ours */
-			MemoryContextSwitchTo(oldcxt);
-			if (rc < 0)
-				elog(ERROR, "SPI_execute failed (%s)", SPI_result_code_string(rc));
-			SPI_freetuptable(SPI_tuptable);
+				/* SPI returns in its own context; stay in ours */
+				MemoryContextSwitchTo(oldcxt);
+				if (rc < 0)
+					elog(ERROR, "SPI_execute failed (%s)", SPI_result_code_string(rc));
+				SPI_freetuptable(SPI_tuptable);
+			}
 		}
 		PG_CATCH();
 		{
@@ -835,8 +899,12 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 	if (!shared)
 		tm_guard_end();
 
-	/* No setting the script changed outlives it */
-	AtEOXact_GUC(false, nestlevel);
+	/*
+	 * No setting the script changed outlives it.  A CONCURRENTLY step
+	 * committed (and so ended that GUC level and the guard) on its way.
+	 */
+	if (MyProc->lxid == lxid)
+		AtEOXact_GUC(false, nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	INSTR_TIME_SET_CURRENT(elapsed);
 	INSTR_TIME_SUBTRACT(elapsed, start);
@@ -864,15 +932,46 @@ tm_run_tenant_script(const TmScript *script, const char *schema, Oid nspoid,
 {
 	/* a scratch schema has no tenant key: no tenant context */
 	return run_script(script, schema, nspoid, true, false, version, name,
-					  "up", author, NULL);
+					  "up", author, NULL, -1, RUN_STRIP_CONCURRENTLY);
 }
 
 /*---- Applying ----*/
 
-List *
-tm_apply_pending(const char *schema, Oid nspoid, bool shared,
-				 const char *target, const TmKeepSet *keep,
-				 TmScriptCache *cache)
+void
+tm_record_applied(const char *schema, const TmPending *p, bool shared,
+				  double duration_ms, TimestampTz started, const char *invoker)
+{
+	char	   *rollback_sql = p->down ? tm_script_render(p->down, -1, shared ? NULL : schema) : NULL;
+	Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = CStringGetTextDatum(schema);
+	values[1] = CStringGetTextDatum(p->version);
+	values[2] = CStringGetTextDatum(p->name);
+	values[3] = CStringGetTextDatum(p->checksum);
+	values[4] = rollback_sql ? CStringGetTextDatum(rollback_sql) : (Datum) 0;
+	nulls[4] = rollback_sql ? ' ' : 'n';
+	values[5] = Float8GetDatum(duration_ms);
+	values[6] = CStringGetTextDatum(invoker);
+	tm_catalog_exec_cached("INSERT INTO public.tenant_migrations"
+					" (tenant_schema, version, name, checksum, rollback_sql, duration_ms, applied_by)"
+					" VALUES ($1::pg_catalog.name, $2, $3, $4, $5, $6, $7::pg_catalog.name)",
+					7, argtypes, values, nulls, SPI_OK_INSERT);
+	tm_log_attempt(schema, p->version, "up", "ok", NULL, started,
+				   duration_ms, invoker);
+}
+
+/*
+ * The work of tm_apply_pending() and tm_apply_segment(): mode says where
+ * to stop (see TmApplyMode); *stopped: the non-transactional script it
+ * stopped before, or (TM_APPLY_SEGMENT*) the enum-adding script it
+ * stopped after when more are pending; NULL when nothing is left.
+ */
+static List *
+apply_pending(const char *schema, Oid nspoid, bool shared,
+			  const char *target, const TmKeepSet *keep,
+			  TmScriptCache *cache, TmApplyMode mode, TmPending **stopped)
 {
 	List	   *pending;
 	List	   *steps = NIL;
@@ -880,6 +979,8 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 	char	   *invoker = tm_catalog_invoker();
 	char	   *key = NULL;
 
+	if (stopped != NULL)
+		*stopped = NULL;
 	/* an earlier call that failed may have left them set */
 	tm_current_version[0] = '\0';
 	forget_failed_context();
@@ -896,37 +997,68 @@ tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 	foreach(lc, pending)
 	{
 		TmPending  *p = (TmPending *) lfirst(lc);
-		TmStep	   *step = palloc(sizeof(TmStep));
-		TimestampTz started = GetCurrentTimestamp();
-		char	   *rollback_sql = p->down ? tm_script_render(p->down, -1, shared ? NULL : schema) : NULL;
-		Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, TEXTOID};
-		Datum		values[7];
-		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		TmStep	   *step;
+		TimestampTz started;
 
+		/* an existing tenant's CONCURRENTLY step runs outside (nontx.c) */
+		if (mode == TM_APPLY_SEGMENT && p->up->non_transactional)
+		{
+			*stopped = p;
+			break;
+		}
+		step = palloc(sizeof(TmStep));
+		started = GetCurrentTimestamp();
 		step->version = p->version;
 		step->name = p->name;
 		strlcpy(tm_current_version, p->version, sizeof(tm_current_version));
 		step->duration_ms = run_script(p->up, schema, nspoid, !shared, shared,
-									   p->version, p->name, "up", p->author, key);
+									   p->version, p->name, "up", p->author, key,
+									   -1, mode == TM_APPLY_NEW_TENANT ? RUN_STRIP_CONCURRENTLY : 0);
 		tm_current_version[0] = '\0';
-
-		values[0] = CStringGetTextDatum(schema);
-		values[1] = CStringGetTextDatum(p->version);
-		values[2] = CStringGetTextDatum(p->name);
-		values[3] = CStringGetTextDatum(p->checksum);
-		values[4] = rollback_sql ? CStringGetTextDatum(rollback_sql) : (Datum) 0;
-		nulls[4] = rollback_sql ? ' ' : 'n';
-		values[5] = Float8GetDatum(step->duration_ms);
-		values[6] = CStringGetTextDatum(invoker);
-		tm_catalog_exec_cached("INSERT INTO public.tenant_migrations"
-						" (tenant_schema, version, name, checksum, rollback_sql, duration_ms, applied_by)"
-						" VALUES ($1::pg_catalog.name, $2, $3, $4, $5, $6, $7::pg_catalog.name)",
-						7, argtypes, values, nulls, SPI_OK_INSERT);
-		tm_log_attempt(schema, p->version, "up", "ok", NULL, started,
-					   step->duration_ms, invoker);
+		tm_record_applied(schema, p, shared, step->duration_ms, started, invoker);
 		steps = lappend(steps, step);
+
+		/* a later script may use the new enum value only after a commit */
+		if (mode != TM_APPLY_ALL && p->up->adds_enum_values &&
+			lnext(pending, lc) != NULL)
+		{
+			*stopped = p;
+			break;
+		}
 	}
 	return steps;
+}
+
+List *
+tm_apply_pending(const char *schema, Oid nspoid, bool shared,
+				 const char *target, const TmKeepSet *keep,
+				 TmScriptCache *cache)
+{
+	return apply_pending(schema, nspoid, shared, target, keep, cache,
+						 TM_APPLY_ALL, NULL);
+}
+
+List *
+tm_apply_segment(const char *schema, Oid nspoid, const char *target,
+				 const TmKeepSet *keep, TmScriptCache *cache,
+				 TmApplyMode mode, TmPending **stopped)
+{
+	return apply_pending(schema, nspoid, false, target, keep, cache,
+						 mode, stopped);
+}
+
+double
+tm_run_step(const TmPending *p, const char *schema, Oid nspoid, int stmt,
+			const char *tenant_key)
+{
+	return run_script(p->up, schema, nspoid, true, false, p->version, p->name,
+					  "up", p->author, tenant_key, stmt, RUN_TOPLEVEL);
+}
+
+char *
+tm_tenant_key(const char *schema)
+{
+	return tenant_key_of(schema);
 }
 
 /*---- Reverting ----*/
@@ -1061,7 +1193,8 @@ tm_revert(const char *schema, Oid nspoid, bool shared, const char *target,
 		step->name = a->name;
 		strlcpy(tm_current_version, a->version, sizeof(tm_current_version));
 		step->duration_ms = run_script(a->down, schema, nspoid, !shared && !a->rendered,
-									   shared, a->version, a->name, "down", a->author, key);
+									   shared, a->version, a->name, "down", a->author, key,
+									   -1, 0);
 		tm_current_version[0] = '\0';
 
 		tm_catalog_exec_cached("DELETE FROM public.tenant_migrations"
@@ -1274,7 +1407,7 @@ tenant_migrate_shared(PG_FUNCTION_ARGS)
 	tm_check_target(target, TM_SCOPE_SHARED);
 	tm_refuse_non_transactional(tm_pending_scripts(TM_SHARED_SCHEMA, true, target, NULL, NULL),
 								TM_SHARED_SCHEMA,
-								"tenant_migrate_shared() runs in the caller's transaction; apply shared scripts with CALL tenant_migrate_all(), which runs such a script statement by statement.");
+								TM_SHARED_NONTX_HINT);
 	put_steps(fcinfo, tm_run_audited(TM_SHARED_SCHEMA, tm_public_namespace(), true, false,
 									 target, NULL));
 	SPI_finish();

@@ -127,6 +127,12 @@ extern char *tm_catalog_invoker(void);
 extern int64 tm_current_run_id;
 
 /*
+ * The step of a non-transactional script the log rows written now are
+ * about (tenant_migration_log.step), NULL for none (nontx.c sets it).
+ */
+extern const char *tm_current_step;
+
+/*
  * Appends a row to tenant_migration_log in the current transaction;
  * version and error may be NULL, performed_by NULL means the invoker,
  * started_at 0 means now.
@@ -238,6 +244,9 @@ extern TmKeepSet *tm_keepset_add_registered_extensions(TmKeepSet *keep);
 #define TM_STMT_COPY_IN		2	/* COPY ... FROM STDIN, rows in copy_start/end */
 #define TM_STMT_EXTENSION	3	/* CREATE EXTENSION without SCHEMA: run with
 								 * search_path = public */
+#define TM_STMT_CONCURRENTLY 4	/* CREATE/DROP INDEX or REINDEX CONCURRENTLY:
+								 * outside a transaction block (nontx.c), or
+								 * without CONCURRENTLY for a new tenant */
 
 typedef struct TmScript
 {
@@ -301,6 +310,10 @@ extern void tm_script_warn_other_schemas(const TmScript *script);
 extern void tm_refuse_non_transactional(List *pending, const char *schema,
 										const char *hint);
 
+/* Shared scripts are applied in one transaction: CONCURRENTLY is refused */
+#define TM_SHARED_NONTX_HINT "Shared scripts are applied to public in one transaction; run a CONCURRENTLY statement on public outside tenant_migrate, or register the shared script without CONCURRENTLY."
+
+
 /* Runs COPY ... FROM STDIN (stmt_sql) with rows from data (copyin.c) */
 extern uint64 tm_copy_from_text(const char *stmt_sql, const char *data, int len);
 
@@ -330,6 +343,13 @@ extern void tm_tenant_lookup(const char *schema, TmTenant *tenant);
  * valid tenant schema name (tm_schema_name_is_valid)
  */
 extern void tm_check_schema_name(const char *schema, bool strict);
+
+/*
+ * Checks tenant_key (NULL: refused), creates the schema as the caller and
+ * registers it: create_tenant_schema() and create_tenant(); returns the
+ * schema name, *nspoid its OID.  display_name may be NULL.
+ */
+extern char *tm_tenant_create(const char *key, text *display_name, Oid *nspoid);
 
 /* Letters, digits, underscores; not pg_*, not information_schema */
 extern bool tm_schema_name_is_valid(const char *schema);
@@ -376,6 +396,79 @@ extern void tm_check_target(const char *target, const char *scope);
 extern List *tm_apply_pending(const char *schema, Oid nspoid, bool shared,
 							  const char *target, const TmKeepSet *keep,
 							  TmScriptCache *cache);
+
+struct TmPending;
+
+/*
+ * Where tm_apply_segment() stops (see README, "Transactions"):
+ *	TM_APPLY_ALL: never (tm_apply_pending());
+ *	TM_APPLY_SEGMENT: after a script that adds enum values when more are
+ *		pending, and before a non-transactional script (an existing
+ *		tenant: nontx.c runs it outside a transaction block);
+ *	TM_APPLY_NEW_TENANT: after a script that adds enum values; CONCURRENTLY
+ *		steps run as the plain statement (the tenant's tables are new).
+ */
+typedef enum TmApplyMode
+{
+	TM_APPLY_ALL,
+	TM_APPLY_SEGMENT,
+	TM_APPLY_NEW_TENANT
+} TmApplyMode;
+
+/*
+ * tm_apply_pending() for a tenant up to the end of the transaction
+ * segment (mode); *stopped: the script it stopped before (a
+ * non-transactional one) or after (one adding enum values), NULL if it
+ * applied everything pending.
+ */
+extern List *tm_apply_segment(const char *schema, Oid nspoid,
+							  const char *target, const TmKeepSet *keep,
+							  TmScriptCache *cache, TmApplyMode mode,
+							  struct TmPending **stopped);
+
+/* The history and log rows of an applied up script (tm_apply_pending) */
+extern void tm_record_applied(const char *schema, const struct TmPending *p,
+							  bool shared, double duration_ms,
+							  TimestampTz started, const char *invoker);
+
+/*
+ * Runs statement stmt of p's up script for a tenant as tm_apply_pending()
+ * runs a script (as its author, guard, tenant context), a CONCURRENTLY
+ * step at top level (it commits on its way); returns milliseconds.
+ */
+extern double tm_run_step(const struct TmPending *p, const char *schema,
+						  Oid nspoid, int stmt, const char *tenant_key);
+
+/* The tenant key of a registered schema ("" if none) */
+extern char *tm_tenant_key(const char *schema);
+
+/*
+ * Session-level variant of tm_lock_schema() (same lock), held across the
+ * transactions of one tenant's scripts; one at a time, released by
+ * tm_unlock_schema_session() (a no-op when none is held).
+ */
+extern bool tm_lock_schema_session(Oid nspoid, bool dontwait);
+extern void tm_unlock_schema_session(void);
+
+/*---- Scripts outside a transaction block, create_tenant (nontx.c) ----*/
+
+/* sql (one CONCURRENTLY statement) without CONCURRENTLY, lexer-based */
+extern char *tm_strip_concurrently(const char *sql);
+
+/*
+ * Runs one utility statement at top level (ProcessUtility), as psql
+ * would, outside a transaction block; SPI must not be connected.
+ */
+extern void tm_execute_toplevel(const char *sql);
+
+/*
+ * Runs non-transactional script p for a tenant statement by statement,
+ * each in a transaction of its own.  Called and returns outside any
+ * transaction; cxt is where it allocates.  NULL on success (recorded and
+ * logged), else the error (the failed step logged, nothing recorded).
+ */
+extern ErrorData *tm_run_nontx_script(const char *schema, Oid nspoid,
+									  struct TmPending *p, MemoryContext cxt);
 
 /* Reverts applied migrations newer than target (NULL: the newest one). */
 extern List *tm_revert(const char *schema, Oid nspoid, bool shared,

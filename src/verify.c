@@ -694,6 +694,10 @@ replay_reference(List *versions, List *scripts, Fingerprint *ref,
 			ReThrowError(edata);
 		}
 		*error = MemoryContextStrdup(cxt, fp_display(fp_normalise(edata->message, scratch), "<scratch>"));
+		/* the replay is one transaction: a limit, not a broken history */
+		if (edata->sqlerrcode == ERRCODE_UNSAFE_NEW_ENUM_VALUE_USAGE)
+			*error = MemoryContextStrdup(cxt, psprintf("%s (the replay runs in one transaction, and an enum value added by one migration and used by a later one needs a commit in between; see README, tenant_verify)",
+													   *error));
 		ok = false;
 	}
 	PG_END_TRY();
