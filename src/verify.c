@@ -67,6 +67,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
@@ -650,8 +651,7 @@ replay_reference(List *versions, List *scripts, Fingerprint *ref,
 		ListCell   *lc;
 
 		/* as the caller, as create_tenant_schema() creates tenants */
-		if (SPI_execute(psprintf("CREATE SCHEMA %s", quote_identifier(scratch)), false, 0) != SPI_OK_UTILITY)
-			elog(ERROR, "CREATE SCHEMA failed");
+		tm_exec_as_caller(psprintf("CREATE SCHEMA %s", quote_identifier(scratch)));
 		MemoryContextSwitchTo(oldcxt);
 		nspoid = get_namespace_oid(scratch, false);
 
