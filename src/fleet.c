@@ -1563,18 +1563,11 @@ fleet_one(FleetRun *run, FleetTenant *t)
 				stopped = stop;
 				outcome = (steps != NIL || applied) ? OUTCOME_DONE : OUTCOME_NOTHING;
 			}
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
+			tm_subxact_release(cxt, owner);
 		}
 		PG_CATCH();
 		{
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
+			edata = tm_subxact_abort(cxt, owner);
 		}
 		PG_END_TRY();
 

@@ -475,18 +475,11 @@ create_tenant(PG_FUNCTION_ARGS)
 			{
 				(void) tm_apply_segment(schema, nspoid, NULL, keep, &cache,
 										TM_APPLY_NEW_TENANT, &stopped);
-				ReleaseCurrentSubTransaction();
-				MemoryContextSwitchTo(cxt);
-				CurrentResourceOwner = owner;
+				tm_subxact_release(cxt, owner);
 			}
 			PG_CATCH();
 			{
-				MemoryContextSwitchTo(cxt);
-				edata = CopyErrorData();
-				FlushErrorState();
-				RollbackAndReleaseCurrentSubTransaction();
-				MemoryContextSwitchTo(cxt);
-				CurrentResourceOwner = owner;
+				edata = tm_subxact_abort(cxt, owner);
 			}
 			PG_END_TRY();
 

@@ -229,6 +229,7 @@ static char *token_value(const LexToken *toks, int i, int b);
 static char *decode_unicode_escapes(const char *s, char esc);
 static bool keep_contains(const TmKeepSet *keep, const char *name);
 static char *snippet(const char *text, int start, int end);
+static void mark_non_transactional(TmScript *script, const char *sql, int start, int end);
 static void refuse_statement(int sqlstate, const char *msg, const char *hint,
 							 const char *text, int start, int end);
 
@@ -1279,24 +1280,12 @@ check_statement(Node *stmt, const char *sql, int start, int end,
 		case T_IndexStmt:
 			if (!((IndexStmt *) stmt)->concurrent)
 				break;
-			if (!script->non_transactional)
-			{
-				script->non_transactional = true;
-				script->non_transactional_stmt =
-					psprintf("line %d: %s", line_of(sql, first_token_offset(sql, start, end)),
-							 snippet(sql, start, end));
-			}
+			mark_non_transactional(script, sql, start, end);
 			return TM_STMT_CONCURRENTLY;
 		case T_DropStmt:
 			if (!((DropStmt *) stmt)->concurrent)
 				break;
-			if (!script->non_transactional)
-			{
-				script->non_transactional = true;
-				script->non_transactional_stmt =
-					psprintf("line %d: %s", line_of(sql, first_token_offset(sql, start, end)),
-							 snippet(sql, start, end));
-			}
+			mark_non_transactional(script, sql, start, end);
 			return TM_STMT_CONCURRENTLY;
 		case T_ReindexStmt:
 			{
@@ -1318,13 +1307,7 @@ check_statement(Node *stmt, const char *sql, int start, int end,
 									 notx_hint, sql, start, end);
 				else if (concurrently)
 				{
-					if (!script->non_transactional)
-					{
-						script->non_transactional = true;
-						script->non_transactional_stmt =
-							psprintf("line %d: %s", line_of(sql, first_token_offset(sql, start, end)),
-									 snippet(sql, start, end));
-					}
+					mark_non_transactional(script, sql, start, end);
 					return TM_STMT_CONCURRENTLY;
 				}
 				break;
@@ -2536,6 +2519,18 @@ decode_unicode_escapes(const char *s, char esc)
 		appendStringInfoChar(&buf, (cp > 0 && cp < 0x80) ? (char) cp : '\x7f');
 	}
 	return buf.data;
+}
+
+/* Notes the script's first statement that cannot run in a transaction */
+static void
+mark_non_transactional(TmScript *script, const char *sql, int start, int end)
+{
+	if (script->non_transactional)
+		return;
+	script->non_transactional = true;
+	script->non_transactional_stmt =
+		psprintf("line %d: %s", line_of(sql, first_token_offset(sql, start, end)),
+				 snippet(sql, start, end));
 }
 
 /*

@@ -1274,21 +1274,14 @@ tm_run_audited(const char *schema, Oid nspoid, bool shared, bool revert,
 			steps = tm_revert(schema, nspoid, shared, target, keep);
 		else
 			steps = tm_apply_pending(schema, nspoid, shared, target, keep, NULL);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		tm_subxact_release(cxt, owner);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 		char	   *version;
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		edata = tm_subxact_abort(cxt, owner);
 
 		/*
 		 * A failed script is an attempt to log; a refusal before any script

@@ -21,6 +21,7 @@
 
 #include "tenant_migrate.h"
 
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -29,6 +30,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/resowner.h"
 #include "utils/varlena.h"
 #include "catalog/pg_type_d.h"
 
@@ -268,4 +270,28 @@ tm_text_array_to_list(ArrayType *arr, const char *what)
 		result = lappend(result, TextDatumGetCString(elems[i]));
 	}
 	return result;
+}
+
+/*---- Internal subtransactions ----*/
+
+void
+tm_subxact_release(MemoryContext cxt, ResourceOwner owner)
+{
+	ReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+}
+
+ErrorData *
+tm_subxact_abort(MemoryContext cxt, ResourceOwner owner)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
 }

@@ -21,6 +21,7 @@
 #include "storage/dsm.h"
 #include "utils/array.h"
 #include "utils/guc.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 /*
@@ -158,6 +159,16 @@ extern bool tm_launch_worker(const char *function, const char *type,
 
 /* In such a worker: the usual SIGTERM handling, and its segment mapped */
 extern dsm_segment *tm_worker_attach(Datum arg);
+
+/*
+ * Ending an internal subtransaction begun (BeginInternalSubTransaction)
+ * from memory context cxt and resource owner owner, as PL/pgSQL's
+ * exception blocks do: _release after the work succeeded; _abort in the
+ * PG_CATCH, which returns the error (copied into cxt) with the
+ * subtransaction rolled back.
+ */
+extern void tm_subxact_release(MemoryContext cxt, ResourceOwner owner);
+extern ErrorData *tm_subxact_abort(MemoryContext cxt, ResourceOwner owner);
 
 /* A text[] Datum as a List of C strings (NULL elements are refused). */
 extern List *tm_text_array_to_list(ArrayType *arr, const char *what);
