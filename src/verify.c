@@ -68,6 +68,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
@@ -75,7 +76,7 @@ PG_FUNCTION_INFO_V1(tenant_verify);
 PG_FUNCTION_INFO_V1(tenant_baseline);
 
 /* Schemas fingerprinted by one catalog query */
-#define FP_BATCH		200
+#define FP_BATCH		50
 
 /* Stands for the schema's own name in normalised fingerprints */
 #define FP_PLACEHOLDER	'\001'
@@ -827,6 +828,13 @@ check_schemas(const char *only, List *scripts, List **problems)
 		for (j = 0; j < n; j++)
 			compare_fingerprints(&ref, &fps[j], schemas[j], problems);
 		t = end;
+
+		/*
+		 * Deparsing a batch fills the catalog and relation caches with
+		 * every object of its tenants; flushed per batch, the backend stays
+		 * flat however many tenants there are (as fleet runs do).
+		 */
+		InvalidateSystemCaches();
 		CHECK_FOR_INTERRUPTS();
 	}
 	MemoryContextDelete(batchcxt);
