@@ -21,6 +21,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use TmFleet;
 use Time::HiRes qw(time);
 
 my $ntenants = 200;
@@ -40,99 +43,7 @@ $node->safe_psql('postgres', q{
 SELECT tenant_migration_add('1', 'items',
   'CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL);');
 });
-$node->safe_psql('postgres', join(
-	"\n",
-	map {
-		my $lo = $_ * 50 + 1;
-		my $hi = $lo + 49;
-		"SELECT count(create_tenant_schema(format('t%s', lpad(i::text, 3, '0'))))"
-		  . " FROM generate_series($lo, $hi) i;"
-	} 0 .. ($ntenants / 50 - 1)));
-is($node->safe_psql('postgres', 'SELECT count(*) FROM tenant_registry'),
-	$ntenants, "$ntenants tenants created");
-
-# A migration that is slow only when tmtest.sleep is set in the session that
-# runs it: the runs we interrupt are slow (so they are surely mid-run when hit),
-# the runs that finish the job are fast.  The sleep sits between two DDL
-# statements, so an interruption most likely lands inside a tenant's
-# transaction with part of its DDL done.
-sub add_slow_migration
-{
-	my ($v) = @_;
-	my $up = qq{
-CREATE TABLE public.t$v (id int PRIMARY KEY, item_id int REFERENCES public.items (id), note text);
-SELECT pg_catalog.pg_sleep(coalesce(nullif(current_setting('tmtest.sleep', true), ''), '0')::float8);
-ALTER TABLE public.items ADD COLUMN c$v int NOT NULL DEFAULT $v;
-CREATE INDEX t${v}_item_idx ON public.t$v (item_id);
-};
-	$node->safe_psql('postgres',
-		"SELECT tenant_migration_add('$v', 'slow $v', \$m\$$up\$m\$)");
-	return;
-}
-
-# Per tenant: does it have version $v's table, column and index, its history
-# row, how many 'ok' up log rows for it, and what status says is pending.
-# Returns "new|old|inconsistent" counts; the inconsistent tenants are listed
-# in the test output.
-sub check_consistent
-{
-	my ($v, $label) = @_;
-	my $prev = $v - 1;
-	my $sql = qq{
-WITH per_tenant AS (
-  SELECT r.schema_name,
-         to_regclass(format('%I.%I', r.schema_name, 't$v')) IS NOT NULL AS has_table,
-         to_regclass(format('%I.%I', r.schema_name, 't${v}_item_idx')) IS NOT NULL AS has_index,
-         EXISTS (SELECT 1 FROM pg_attribute a
-                  WHERE a.attrelid = to_regclass(format('%I.items', r.schema_name))
-                    AND a.attname = 'c$v' AND NOT a.attisdropped) AS has_column,
-         EXISTS (SELECT 1 FROM tenant_migrations m
-                  WHERE m.tenant_schema = r.schema_name AND m.version = '$v') AS has_row,
-         (SELECT count(*) FROM tenant_migration_log l
-           WHERE l.tenant_schema = r.schema_name AND l.version = '$v'
-             AND l.action = 'up' AND l.status = 'ok') AS ok_rows,
-         s.pending, s.current_version, s.last_error
-    FROM tenant_registry r
-    JOIN tenant_migration_status() s ON s.tenant_schema = r.schema_name),
-checked AS (
-  SELECT *, (has_table = has_row AND has_index = has_row AND has_column = has_row
-             AND ok_rows = has_row::int
-             AND pending = CASE WHEN has_row THEN 0 ELSE 1 END
-             AND current_version = CASE WHEN has_row THEN '$v' ELSE '$prev' END
-             AND last_error IS NULL) AS consistent
-    FROM per_tenant)
-SELECT count(*) FILTER (WHERE has_row),
-       count(*) FILTER (WHERE NOT has_row),
-       count(*) FILTER (WHERE NOT consistent),
-       coalesce(string_agg(schema_name, ',') FILTER (WHERE NOT consistent), '')
-  FROM checked};
-	my ($new, $old, $bad, $which) =
-	  split /\|/, $node->safe_psql('postgres', $sql), -1;
-	is($bad, 0, "$label: every tenant is wholly at version $prev or wholly at $v")
-	  or diag("inconsistent tenants: $which");
-	return ($new, $old);
-}
-
-# Nothing was ever logged as failed (an interruption is not a tenant failure),
-# and no version was applied twice.
-sub check_no_failures
-{
-	my ($label) = @_;
-	is( $node->safe_psql(
-			'postgres',
-			"SELECT count(*) FROM tenant_migration_log WHERE status <> 'ok'"),
-		0,
-		"$label: no failed or skipped rows in tenant_migration_log");
-	is( $node->safe_psql(
-			'postgres', q{
-SELECT count(*) FROM (
-  SELECT tenant_schema, version FROM tenant_migration_log
-   WHERE action = 'up' AND status = 'ok'
-   GROUP BY 1, 2 HAVING count(*) > 1) d}),
-		0,
-		"$label: no tenant has a version applied twice");
-	return;
-}
+create_tenants($node, $ntenants);
 
 # Waits until at least 20 tenants have version $v committed.
 sub wait_for_progress
@@ -174,7 +85,7 @@ sub finish_run
 		qr/tenant_migrate_all finished in [0-9.]+ s: $ntenants tenant\(s\), $rest migrated, $done_before already up to date, 0 failed, 0 skipped \(busy\)/,
 		"$label: the next run migrates the $rest remaining tenants and leaves the $done_before others alone"
 	);
-	my ($new, $old) = check_consistent($v, "$label, after the next run");
+	my ($new, $old) = check_consistent($node, $v, "$label, after the next run");
 	is($new, $ntenants, "$label: all $ntenants tenants are at version $v");
 	is( $node->safe_psql(
 			'postgres',
@@ -182,7 +93,7 @@ sub finish_run
 		),
 		"$ntenants|$ntenants|0|0|$v",
 		"$label: overview shows everybody up to date");
-	check_no_failures("$label, after the next run");
+	check_no_failures($node, "$label, after the next run");
 	return;
 }
 
@@ -191,7 +102,7 @@ sub finish_run
 sub check_interrupted
 {
 	my ($v, $label) = @_;
-	my ($new, $old) = check_consistent($v, $label);
+	my ($new, $old) = check_consistent($node, $v, $label);
 	cmp_ok($new, '>=', 20, "$label: the tenants committed before it stay migrated ($new)");
 	cmp_ok($old, '>', 0, "$label: the run did not finish ($old tenants left)");
 	is( $node->safe_psql(
@@ -200,7 +111,7 @@ sub check_interrupted
 		),
 		0,
 		"$label: no tenant advisory lock is left behind");
-	check_no_failures($label);
+	check_no_failures($node, $label);
 	return $new;
 }
 
@@ -259,7 +170,7 @@ sub wait_for_restart
 ###
 ### 1. kill -9 of a worker
 ###
-add_slow_migration(2);
+add_slow_migration($node, 2);
 {
 	my ($bg, $pid) = start_slow_run();
 	wait_for_progress(2);
@@ -281,7 +192,7 @@ add_slow_migration(2);
 ###
 ### 2. kill -9 of the leader
 ###
-add_slow_migration(3);
+add_slow_migration($node, 3);
 {
 	my ($bg, $pid) = start_slow_run();
 	wait_for_progress(3);
@@ -298,7 +209,7 @@ add_slow_migration(3);
 ###
 ### 3. Cancel: no worker left behind when the CALL returns
 ###
-add_slow_migration(4);
+add_slow_migration($node, 4);
 {
 	my ($bg, $pid) = start_slow_run();
 	wait_for_progress(4);
@@ -323,7 +234,7 @@ add_slow_migration(4);
 ###
 ### 4. Terminate the leader: its workers go with it
 ###
-add_slow_migration(5);
+add_slow_migration($node, 5);
 {
 	my ($bg, $pid) = start_slow_run();
 	wait_for_progress(5);
@@ -344,7 +255,7 @@ SELECT count(*) = 0 FROM pg_stat_activity
 ###
 ### 5. Another session watches a run through its record
 ###
-add_slow_migration(6);
+add_slow_migration($node, 6);
 {
 	my ($bg, $pid) = start_slow_run();
 	ok( $node->poll_query_until(
