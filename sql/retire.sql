@@ -8,15 +8,8 @@
 \i :setup
 -- Earlier suites leave tenant schemas behind (the extension was dropped
 -- under them): start from none, so tenant_verify() sees only this file's.
-SET client_min_messages = warning;
-DO $$
-DECLARE s name;
-BEGIN
-  FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%' OR nspname = 'legacy_shop' LOOP
-    EXECUTE format('DROP SCHEMA %I CASCADE', s);
-  END LOOP;
-END $$;
-RESET client_min_messages;
+\set drop_tenants :abs_srcdir '/test/drop_tenants.sql'
+\i :drop_tenants
 SET tenant_migrate.progress_interval = 0;
 
 SELECT tenant_migration_add('001', 'items', 'CREATE TABLE public.items (id int PRIMARY KEY);',

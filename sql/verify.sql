@@ -8,15 +8,8 @@
 \i :setup
 -- Earlier suites leave tenant schemas behind (the extension was dropped
 -- under them): start from none, so tenant_verify() sees only this file's.
-SET client_min_messages = warning;
-DO $$
-DECLARE s name;
-BEGIN
-  FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%' OR nspname = 'legacy_shop' LOOP
-    EXECUTE format('DROP SCHEMA %I CASCADE', s);
-  END LOOP;
-END $$;
-RESET client_min_messages;
+\set drop_tenants :abs_srcdir '/test/drop_tenants.sql'
+\i :drop_tenants
 SET tenant_migrate.progress_interval = 0;
 
 -- A history that makes one of each kind of object fingerprinted
@@ -339,12 +332,4 @@ SELECT tenant_schema, status, current_version, applied, pending, last_error IS N
 SELECT shared_pending, shared_failing FROM tenant_migration_overview;
 
 -- Clean up: the tenant schemas (the next suite drops the extension)
-SET client_min_messages = warning;
-DO $$
-DECLARE s name;
-BEGIN
-  FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%' LOOP
-    EXECUTE format('DROP SCHEMA %I CASCADE', s);
-  END LOOP;
-END $$;
-RESET client_min_messages;
+\i :drop_tenants

@@ -56,75 +56,6 @@ sub start_slow_run
 	return ($bg, $pid);
 }
 
-# Waits until at least 20 tenants have version $v committed.
-sub wait_for_progress
-{
-	my ($v) = @_;
-	ok( $node->poll_query_until(
-			'postgres',
-			"SELECT count(*) >= 20 FROM tenant_migrations WHERE version = '$v'"),
-		"version $v: the run has committed at least 20 tenants");
-	return;
-}
-
-# Waits for the psql of an interrupted run to report its lost connection,
-# then reaps it.  Its input was all sent already, so closing stdin is enough
-# (no \q written to a psql that may have exited).
-sub wait_session_lost
-{
-	my ($bg, $label) = @_;
-	ok( pump_until(
-			$bg->{run}, $bg->{timeout}, \$bg->{stderr},
-			qr/server closed the connection unexpectedly|connection to server was lost/
-		),
-		"$label: the session running the CALL lost its connection");
-	$bg->{run}->finish;
-	return;
-}
-
-# A fast run that finishes the job: it must migrate exactly the tenants the
-# interrupted run did not reach, and leave everybody up to date.
-sub finish_run
-{
-	my ($v, $done_before, $label) = @_;
-	my ($ret, $stdout, $stderr) =
-	  $node->psql('postgres', 'CALL tenant_migrate_all()');
-	is($ret, 0, "$label: the next run succeeds");
-	my $rest = $ntenants - $done_before;
-	like(
-		$stderr,
-		qr/tenant_migrate_all finished in [0-9.]+ s: $ntenants tenant\(s\), $rest migrated, $done_before already up to date, 0 failed, 0 skipped \(busy\)/,
-		"$label: the next run migrates the $rest remaining tenants and leaves the $done_before others alone"
-	);
-	my ($new, $old) = check_consistent($node, $v, "$label, after the next run");
-	is($new, $ntenants, "$label: all $ntenants tenants are at version $v");
-	is( $node->safe_psql(
-			'postgres',
-			'SELECT tenants, up_to_date, behind, failing, newest_version FROM tenant_migration_overview'
-		),
-		"$ntenants|$ntenants|0|0|$v",
-		"$label: overview shows everybody up to date");
-	check_no_failures($node, "$label, after the next run");
-	return;
-}
-
-# Checks the state right after an interruption; returns how many tenants
-# the interrupted run had committed.
-sub check_interrupted
-{
-	my ($v, $label) = @_;
-	my ($new, $old) = check_consistent($node, $v, $label);
-	cmp_ok($new, '>=', 20, "$label: the tenants committed before it stay migrated ($new)");
-	cmp_ok($old, '>', 0, "$label: the run did not finish ($old tenants left)");
-	is( $node->safe_psql(
-			'postgres',
-			"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1414332417"
-		),
-		0,
-		"$label: no tenant advisory lock is left behind");
-	check_no_failures($node, $label);
-	return $new;
-}
 
 ###
 ### 1. The server crashes (immediate shutdown: no checkpoint, WAL replay)
@@ -132,12 +63,12 @@ sub check_interrupted
 add_slow_migration($node, 2);
 {
 	my ($bg, $pid) = start_slow_run();
-	wait_for_progress(2);
+	wait_for_progress($node, 2);
 	$node->stop('immediate');
 	wait_session_lost($bg, 'server crash');
 	$node->start;
-	my $done = check_interrupted(2, 'server crash');
-	finish_run(2, $done, 'server crash');
+	my $done = check_interrupted($node, 2, 'server crash');
+	finish_run($node, $ntenants, 2, $done, 'server crash');
 }
 
 ###
@@ -147,7 +78,7 @@ add_slow_migration($node, 2);
 add_slow_migration($node, 3);
 {
 	my ($bg, $pid) = start_slow_run();
-	wait_for_progress(3);
+	wait_for_progress($node, 3);
 	my $log_offset = -s $node->logfile;
 	is(kill('KILL', $pid), 1, 'SIGKILL sent to the backend running the CALL');
 	wait_session_lost($bg, 'backend SIGKILL');
@@ -157,8 +88,8 @@ add_slow_migration($node, 3);
 		$log_offset);
 	ok($node->poll_query_until('postgres', 'SELECT 1', '1'),
 		'the server is back after the backend crash');
-	my $done = check_interrupted(3, 'backend SIGKILL');
-	finish_run(3, $done, 'backend SIGKILL');
+	my $done = check_interrupted($node, 3, 'backend SIGKILL');
+	finish_run($node, $ntenants, 3, $done, 'backend SIGKILL');
 }
 
 ###
@@ -167,7 +98,7 @@ add_slow_migration($node, 3);
 add_slow_migration($node, 4);
 {
 	my ($bg, $pid) = start_slow_run();
-	wait_for_progress(4);
+	wait_for_progress($node, 4);
 	is($node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)"),
 		't', 'pg_cancel_backend() of the running CALL');
 	ok( pump_until(
@@ -208,9 +139,9 @@ SELECT to_regclass('$tenant.t4') IS NULL
 			'postgres', "SELECT state FROM pg_stat_activity WHERE pid = $pid"),
 		'idle',
 		'the cancelled session is idle (not in a transaction)');
-	my $done = check_interrupted(4, 'cancel');
+	my $done = check_interrupted($node, 4, 'cancel');
 	$bg->quit;
-	finish_run(4, $done, 'cancel');
+	finish_run($node, $ntenants, 4, $done, 'cancel');
 }
 
 ###
@@ -219,7 +150,7 @@ SELECT to_regclass('$tenant.t4') IS NULL
 add_slow_migration($node, 5);
 {
 	my ($bg, $pid) = start_slow_run();
-	wait_for_progress(5);
+	wait_for_progress($node, 5);
 	is($node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)"),
 		't', 'pg_terminate_backend() of the running CALL');
 	ok( pump_until(
@@ -231,8 +162,8 @@ add_slow_migration($node, 5);
 			'postgres',
 			"SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $pid)"),
 		'the terminated backend is gone');
-	my $done = check_interrupted(5, 'terminate');
-	finish_run(5, $done, 'terminate');
+	my $done = check_interrupted($node, 5, 'terminate');
+	finish_run($node, $ntenants, 5, $done, 'terminate');
 }
 
 # Every tenant's data still works: the FK of the last migration rejects a

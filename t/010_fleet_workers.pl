@@ -45,75 +45,6 @@ SELECT tenant_migration_add('1', 'items',
 });
 create_tenants($node, $ntenants);
 
-# Waits until at least 20 tenants have version $v committed.
-sub wait_for_progress
-{
-	my ($v) = @_;
-	ok( $node->poll_query_until(
-			'postgres',
-			"SELECT count(*) >= 20 FROM tenant_migrations WHERE version = '$v'"),
-		"version $v: the run has committed at least 20 tenants");
-	return;
-}
-
-# Waits for the psql of an interrupted run to report its lost connection,
-# then reaps it.  Its input was all sent already, so closing stdin is enough
-# (no \q written to a psql that may have exited).
-sub wait_session_lost
-{
-	my ($bg, $label) = @_;
-	ok( pump_until(
-			$bg->{run}, $bg->{timeout}, \$bg->{stderr},
-			qr/server closed the connection unexpectedly|connection to server was lost/
-		),
-		"$label: the session running the CALL lost its connection");
-	$bg->{run}->finish;
-	return;
-}
-
-# A fast run that finishes the job: it must migrate exactly the tenants the
-# interrupted run did not reach, and leave everybody up to date.
-sub finish_run
-{
-	my ($v, $done_before, $label) = @_;
-	my ($ret, $stdout, $stderr) =
-	  $node->psql('postgres', 'CALL tenant_migrate_all()');
-	is($ret, 0, "$label: the next run succeeds");
-	my $rest = $ntenants - $done_before;
-	like(
-		$stderr,
-		qr/tenant_migrate_all finished in [0-9.]+ s: $ntenants tenant\(s\), $rest migrated, $done_before already up to date, 0 failed, 0 skipped \(busy\)/,
-		"$label: the next run migrates the $rest remaining tenants and leaves the $done_before others alone"
-	);
-	my ($new, $old) = check_consistent($node, $v, "$label, after the next run");
-	is($new, $ntenants, "$label: all $ntenants tenants are at version $v");
-	is( $node->safe_psql(
-			'postgres',
-			'SELECT tenants, up_to_date, behind, failing, newest_version FROM tenant_migration_overview'
-		),
-		"$ntenants|$ntenants|0|0|$v",
-		"$label: overview shows everybody up to date");
-	check_no_failures($node, "$label, after the next run");
-	return;
-}
-
-# Checks the state right after an interruption; returns how many tenants
-# the interrupted run had committed.
-sub check_interrupted
-{
-	my ($v, $label) = @_;
-	my ($new, $old) = check_consistent($node, $v, $label);
-	cmp_ok($new, '>=', 20, "$label: the tenants committed before it stay migrated ($new)");
-	cmp_ok($old, '>', 0, "$label: the run did not finish ($old tenants left)");
-	is( $node->safe_psql(
-			'postgres',
-			"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1414332417"
-		),
-		0,
-		"$label: no tenant advisory lock is left behind");
-	check_no_failures($node, $label);
-	return $new;
-}
 
 # Starts a slow CALL tenant_migrate_all(workers => 4) in a background
 # session; returns the session and its backend pid.
@@ -173,17 +104,17 @@ sub wait_for_restart
 add_slow_migration($node, 2);
 {
 	my ($bg, $pid) = start_slow_run();
-	wait_for_progress(2);
+	wait_for_progress($node, 2);
 	my @w = fleet_workers();
 	cmp_ok(scalar(@w), '>=', 2, 'the run has several workers (' . scalar(@w) . ')');
 	my $log_offset = -s $node->logfile;
 	is(kill('KILL', $w[0]), 1, 'SIGKILL sent to a fleet worker');
 	wait_session_lost($bg, 'worker SIGKILL');
 	wait_for_restart($log_offset, 'worker SIGKILL');
-	my $done = check_interrupted(2, 'worker SIGKILL');
+	my $done = check_interrupted($node, 2, 'worker SIGKILL');
 	is(last_run_status(), 'interrupted', 'worker SIGKILL: the run is found interrupted');
 	run_record_matches(2, 'worker SIGKILL');
-	finish_run(2, $done, 'worker SIGKILL');
+	finish_run($node, $ntenants, 2, $done, 'worker SIGKILL');
 	is($node->safe_psql('postgres',
 			'SELECT status FROM tenant_migration_runs ORDER BY id DESC LIMIT 1'),
 		'finished', 'worker SIGKILL: the rerun is recorded finished');
@@ -195,15 +126,15 @@ add_slow_migration($node, 2);
 add_slow_migration($node, 3);
 {
 	my ($bg, $pid) = start_slow_run();
-	wait_for_progress(3);
+	wait_for_progress($node, 3);
 	my $log_offset = -s $node->logfile;
 	is(kill('KILL', $pid), 1, 'SIGKILL sent to the leader');
 	wait_session_lost($bg, 'leader SIGKILL');
 	wait_for_restart($log_offset, 'leader SIGKILL');
-	my $done = check_interrupted(3, 'leader SIGKILL');
+	my $done = check_interrupted($node, 3, 'leader SIGKILL');
 	is(last_run_status(), 'interrupted', 'leader SIGKILL: the run is found interrupted');
 	run_record_matches(3, 'leader SIGKILL');
-	finish_run(3, $done, 'leader SIGKILL');
+	finish_run($node, $ntenants, 3, $done, 'leader SIGKILL');
 }
 
 ###
@@ -212,7 +143,7 @@ add_slow_migration($node, 3);
 add_slow_migration($node, 4);
 {
 	my ($bg, $pid) = start_slow_run();
-	wait_for_progress(4);
+	wait_for_progress($node, 4);
 	cmp_ok(scalar(fleet_workers()), '>=', 2, 'the run has several workers');
 	is($node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)"),
 		't', 'pg_cancel_backend() of the leader');
@@ -224,11 +155,11 @@ add_slow_migration($node, 4);
 	like($bg->{stderr}, qr/ERROR:  57014: canceling statement due to user request/,
 		'the cancel stops the run with SQLSTATE 57014');
 	unlike($bg->{stderr}, qr/WARNING/, 'the cancel is not reported as a tenant failure');
-	my $done = check_interrupted(4, 'cancel');
+	my $done = check_interrupted($node, 4, 'cancel');
 	is(last_run_status(), 'cancelled', 'cancel: the run is recorded cancelled');
 	run_record_matches(4, 'cancel');
 	$bg->quit;
-	finish_run(4, $done, 'cancel');
+	finish_run($node, $ntenants, 4, $done, 'cancel');
 }
 
 ###
@@ -237,7 +168,7 @@ add_slow_migration($node, 4);
 add_slow_migration($node, 5);
 {
 	my ($bg, $pid) = start_slow_run();
-	wait_for_progress(5);
+	wait_for_progress($node, 5);
 	is($node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)"),
 		't', 'pg_terminate_backend() of the leader');
 	wait_session_lost($bg, 'terminate');
@@ -246,10 +177,10 @@ add_slow_migration($node, 5);
 SELECT count(*) = 0 FROM pg_stat_activity
  WHERE pid = $pid OR backend_type = 'tenant_migrate fleet worker'}),
 		'terminate: the leader and its workers are gone');
-	my $done = check_interrupted(5, 'terminate');
+	my $done = check_interrupted($node, 5, 'terminate');
 	is(last_run_status(), 'interrupted', 'terminate: the run is found interrupted');
 	run_record_matches(5, 'terminate');
-	finish_run(5, $done, 'terminate');
+	finish_run($node, $ntenants, 5, $done, 'terminate');
 }
 
 ###

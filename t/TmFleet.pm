@@ -1,8 +1,8 @@
 # t/TmFleet.pm
 #
 # What the fleet-run crash tests (001, 010) share: tenants made in
-# batches, a migration that can be made slow, and the consistency checks
-# run after an interrupted run.  Every sub takes the node first.
+# batches, a migration that can be made slow, waiting for an interrupted
+# run, the consistency checks after it, and the run that finishes the job.  Every sub takes the node first.
 
 package TmFleet;
 
@@ -11,8 +11,10 @@ use warnings;
 
 use Exporter 'import';
 use Test::More;
+use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(create_tenants add_slow_migration check_consistent check_no_failures);
+our @EXPORT = qw(create_tenants add_slow_migration check_consistent check_no_failures
+  wait_for_progress wait_session_lost finish_run check_interrupted);
 
 # $ntenants tenants t001..., 50 per transaction (psql runs each statement
 # in its own)
@@ -113,6 +115,76 @@ SELECT count(*) FROM (
 		0,
 		"$label: no tenant has a version applied twice");
 	return;
+}
+
+# Waits until at least 20 tenants have version $v committed.
+sub wait_for_progress
+{
+	my ($node, $v) = @_;
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT count(*) >= 20 FROM tenant_migrations WHERE version = '$v'"),
+		"version $v: the run has committed at least 20 tenants");
+	return;
+}
+
+# Waits for the psql of an interrupted run to report its lost connection,
+# then reaps it.  Its input was all sent already, so closing stdin is enough
+# (no \q written to a psql that may have exited).
+sub wait_session_lost
+{
+	my ($bg, $label) = @_;
+	ok( pump_until(
+			$bg->{run}, $bg->{timeout}, \$bg->{stderr},
+			qr/server closed the connection unexpectedly|connection to server was lost/
+		),
+		"$label: the session running the CALL lost its connection");
+	$bg->{run}->finish;
+	return;
+}
+
+# A fast run that finishes the job: it must migrate exactly the tenants the
+# interrupted run did not reach, and leave everybody up to date.
+sub finish_run
+{
+	my ($node, $ntenants, $v, $done_before, $label) = @_;
+	my ($ret, $stdout, $stderr) =
+	  $node->psql('postgres', 'CALL tenant_migrate_all()');
+	is($ret, 0, "$label: the next run succeeds");
+	my $rest = $ntenants - $done_before;
+	like(
+		$stderr,
+		qr/tenant_migrate_all finished in [0-9.]+ s: $ntenants tenant\(s\), $rest migrated, $done_before already up to date, 0 failed, 0 skipped \(busy\)/,
+		"$label: the next run migrates the $rest remaining tenants and leaves the $done_before others alone"
+	);
+	my ($new, $old) = check_consistent($node, $v, "$label, after the next run");
+	is($new, $ntenants, "$label: all $ntenants tenants are at version $v");
+	is( $node->safe_psql(
+			'postgres',
+			'SELECT tenants, up_to_date, behind, failing, newest_version FROM tenant_migration_overview'
+		),
+		"$ntenants|$ntenants|0|0|$v",
+		"$label: overview shows everybody up to date");
+	check_no_failures($node, "$label, after the next run");
+	return;
+}
+
+# Checks the state right after an interruption; returns how many tenants
+# the interrupted run had committed.
+sub check_interrupted
+{
+	my ($node, $v, $label) = @_;
+	my ($new, $old) = check_consistent($node, $v, $label);
+	cmp_ok($new, '>=', 20, "$label: the tenants committed before it stay migrated ($new)");
+	cmp_ok($old, '>', 0, "$label: the run did not finish ($old tenants left)");
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1414332417"
+		),
+		0,
+		"$label: no tenant advisory lock is left behind");
+	check_no_failures($node, $label);
+	return $new;
 }
 
 1;
