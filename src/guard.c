@@ -129,7 +129,9 @@ typedef struct GuardObject
 	bool		found;
 	bool		defer;			/* a relation's row type: the relation decides */
 	Oid			nspoid;			/* InvalidOid: in no schema, always allowed */
-	char	   *nspname;
+	char	   *nspname;		/* read when needed: guard_nspname() */
+	bool		nspname_read;
+	Snapshot	snapshot;		/* as seen by this snapshot */
 	const char *kind;			/* "table", "trigger"... for messages */
 	char	   *name;
 	Oid			relid;			/* attached to this relation, or InvalidOid */
@@ -168,8 +170,7 @@ static void guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 static void guard_check_grant(GrantStmt *stmt);
 static void guard_check(const char *verb, Oid classId, Oid objectId,
 						int subId, bool check_old);
-static GuardVerdict guard_judge(const GuardLevel *level,
-								const GuardObject *obj);
+static GuardVerdict guard_judge(const GuardLevel *level, GuardObject *obj);
 static void resolve_object(Oid classId, Oid objectId, int subId,
 						   Snapshot snapshot, GuardObject *obj);
 static void resolve_relation(Oid relid, Snapshot snapshot, GuardObject *obj);
@@ -344,7 +345,7 @@ guard_check(const char *verb, Oid classId, Oid objectId, int subId,
 	{
 		/* the old row first: a rename is reported under the old name */
 		GuardVerdict verdict = guard_judge(level, &old);
-		const GuardObject *bad = &old;
+		GuardObject *bad = &old;
 
 		if (verdict == GUARD_ALLOWED)
 		{
@@ -382,10 +383,19 @@ guard_check(const char *verb, Oid classId, Oid objectId, int subId,
 }
 
 static GuardVerdict
-guard_judge(const GuardLevel *level, const GuardObject *obj)
+guard_judge(const GuardLevel *level, GuardObject *obj)
 {
 	if (!obj->found || obj->defer || !OidIsValid(obj->nspoid) ||
-		obj->nspoid == level->nspoid || obj->nspname == NULL)
+		obj->nspoid == level->nspoid)
+		return GUARD_ALLOWED;
+
+	/* the name only now: most objects are in the tenant's own schema */
+	if (!obj->nspname_read)
+	{
+		obj->nspname = namespace_name(obj->nspoid, obj->snapshot);
+		obj->nspname_read = true;
+	}
+	if (obj->nspname == NULL)
 		return GUARD_ALLOWED;
 
 	if (strcmp(obj->nspname, TM_SHARED_SCHEMA) == 0)
@@ -423,6 +433,7 @@ resolve_object(Oid classId, Oid objectId, int subId, Snapshot snapshot,
 
 		case NamespaceRelationId:
 			obj->nspname = namespace_name(objectId, snapshot);
+			obj->nspname_read = true;
 			obj->found = (obj->nspname != NULL);
 			obj->nspoid = objectId;
 			obj->kind = "schema";
@@ -473,7 +484,7 @@ resolve_object(Oid classId, Oid objectId, int subId, Snapshot snapshot,
 				obj->found = true;
 				obj->kind = "type";
 				obj->nspoid = typ->typnamespace;
-				obj->nspname = namespace_name(obj->nspoid, snapshot);
+				obj->snapshot = snapshot;
 				obj->name = pstrdup(NameStr(typ->typname));
 				if (OidIsValid(typ->typrelid))
 					obj->defer = true;
@@ -520,7 +531,7 @@ resolve_object(Oid classId, Oid objectId, int subId, Snapshot snapshot,
 				obj->found = true;
 				obj->kind = "constraint";
 				obj->nspoid = con->connamespace;
-				obj->nspname = namespace_name(obj->nspoid, snapshot);
+				obj->snapshot = snapshot;
 				obj->name = pstrdup(NameStr(con->conname));
 				return;
 			}
@@ -643,7 +654,7 @@ resolve_object(Oid classId, Oid objectId, int subId, Snapshot snapshot,
 			obj->kind = "default privileges in schema";
 			obj->nspoid = ((Form_pg_default_acl) GETSTRUCT(tup))->defaclnamespace;
 			if (OidIsValid(obj->nspoid))
-				obj->nspname = namespace_name(obj->nspoid, snapshot);
+				obj->snapshot = snapshot;
 			return;
 
 		default:
@@ -687,7 +698,7 @@ resolve_object(Oid classId, Oid objectId, int subId, Snapshot snapshot,
 		systable_endscan(scan);
 		table_close(rel, AccessShareLock);
 		if (obj->found && OidIsValid(obj->nspoid))
-			obj->nspname = namespace_name(obj->nspoid, snapshot);
+			obj->snapshot = snapshot;
 	}
 }
 
@@ -705,7 +716,7 @@ resolve_relation(Oid relid, Snapshot snapshot, GuardObject *obj)
 	cls = (Form_pg_class) GETSTRUCT(tup);
 	obj->found = true;
 	obj->nspoid = cls->relnamespace;
-	obj->nspname = namespace_name(obj->nspoid, snapshot);
+	obj->snapshot = snapshot;
 	obj->name = pstrdup(NameStr(cls->relname));
 	obj->kind = relkind_word(cls->relkind);
 

@@ -80,7 +80,9 @@
 #include "utils/acl.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "common/hashfn.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -113,6 +115,7 @@ static double run_script(const TmScript *script, const char *schema,
 /* run_script() flags */
 #define RUN_STRIP_CONCURRENTLY	0x01	/* CONCURRENTLY steps as plain ones */
 #define RUN_TOPLEVEL			0x02	/* a CONCURRENTLY step at top level */
+#define RUN_CHECK_BODIES		0x04	/* always validate function bodies */
 static char *tenant_key_of(const char *schema);
 static Oid	script_role(const char *author, const char *version);
 static void check_schema_trust(Oid nspoid, const char *schema, Oid author,
@@ -756,6 +759,49 @@ tm_error_text(const ErrorData *edata)
 }
 
 /*
+ * The tenant scripts this process has applied with their function bodies
+ * validated (check_function_bodies): version and a hash of the text.  The
+ * next tenants get the same text with only their schema name spliced in,
+ * so, as pg_dump's restores do, they skip the check (and PL/pgSQL's
+ * compile, which also fills a cache that lives as long as the process)
+ * unless tenant_migrate.recheck_function_bodies is on.
+ */
+typedef struct ValidatedScript
+{
+	char		version[NAMEDATALEN];
+	uint32		text_hash;
+	int			text_len;
+} ValidatedScript;
+
+static HTAB *validated_scripts = NULL;
+
+/* Whether (add: records that) this process validated the script */
+static bool
+script_validated(const TmScript *script, const char *version, bool add)
+{
+	ValidatedScript key;
+	bool		found;
+
+	if (validated_scripts == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!add)
+			return false;
+		ctl.keysize = sizeof(ValidatedScript);
+		ctl.entrysize = sizeof(ValidatedScript);
+		validated_scripts = hash_create("tenant_migrate validated scripts", 64,
+										&ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	memset(&key, 0, sizeof(key));
+	strlcpy(key.version, version, sizeof(key.version));
+	key.text_len = strlen(script->sql);
+	key.text_hash = hash_bytes((const unsigned char *) script->sql, key.text_len);
+	(void) hash_search(validated_scripts, &key, add ? HASH_ENTER : HASH_FIND, &found);
+	return found;
+}
+
+/*
  * Runs a compiled script's statements in schema (see the protocol above)
  * and returns how long it took in milliseconds.  rewrite: splice the
  * tenant schema into the script's spans while rendering.
@@ -781,6 +827,10 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 	ErrorContextCallback errcallback;
 	LocalTransactionId lxid = MyProc->lxid;
 	int			stop = (only_stmt >= 0) ? only_stmt + 1 : orig_script->nstmts;
+	bool		bodies_checkable = (rewrite && !shared && version != NULL &&
+									!(flags & RUN_CHECK_BODIES) &&
+									!tm_recheck_function_bodies);
+	bool		bodies_checked = false;
 
 	/* nobody who can plant objects where the script looks has fewer rights */
 	check_schema_trust(nspoid, schema, role, version, shared);
@@ -801,6 +851,15 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 		snprintf(buf, sizeof(buf), "%d", tm_lock_timeout);
 		(void) set_config_option("lock_timeout", buf, context, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
+	}
+	/* validated for an earlier tenant: see script_validated() */
+	if (bodies_checkable && check_function_bodies)
+	{
+		if (script_validated(orig_script, version, false))
+			(void) set_config_option("check_function_bodies", "off", context,
+									 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		else
+			bodies_checked = (only_stmt < 0);
 	}
 	/* the tenant's key and schema for policies, triggers, defaults (rls.c) */
 	tm_rls_set_context(shared ? NULL : schema, shared ? NULL : tenant_key, context);
@@ -895,6 +954,8 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 			script = tm_script_compile(script->sql, tm_keepset_build(), script->what);
 	}
 	error_context_stack = errcallback.previous;
+	if (bodies_checked)
+		(void) script_validated(orig_script, version, true);
 
 	if (!shared)
 		tm_guard_end();
@@ -932,7 +993,7 @@ tm_run_tenant_script(const TmScript *script, const char *schema, Oid nspoid,
 {
 	/* a scratch schema has no tenant key: no tenant context */
 	return run_script(script, schema, nspoid, true, false, version, name,
-					  "up", author, NULL, -1, RUN_STRIP_CONCURRENTLY);
+					  "up", author, NULL, -1, RUN_STRIP_CONCURRENTLY | RUN_CHECK_BODIES);
 }
 
 /*---- Applying ----*/

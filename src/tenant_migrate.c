@@ -45,6 +45,7 @@ int			tm_lock_retries = 3;
 int			tm_progress_interval = 10;
 int			tm_max_workers = 2;
 bool		tm_out_of_order = false;
+bool		tm_recheck_function_bodies = false;
 
 void		_PG_init(void);
 
@@ -141,6 +142,18 @@ _PG_init(void)
 							 gettext_noop("Whether a pending migration older than a schema's newest applied one may be applied."),
 							 gettext_noop("Off: such a migration is refused for that schema with an error."),
 							 &tm_out_of_order,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL,
+							 NULL,
+							 NULL);
+
+	DefineCustomBoolVariable("tenant_migrate.recheck_function_bodies",
+							 gettext_noop("Whether the bodies of functions a tenant script creates are validated for every tenant."),
+							 gettext_noop("Off: a process validates them (check_function_bodies) the first time it applies a script, "
+										  "and skips the check for the next tenants it applies the same text to, as pg_dump's restores do."),
+							 &tm_recheck_function_bodies,
 							 false,
 							 PGC_USERSET,
 							 0,

@@ -64,6 +64,7 @@ extern int	tm_lock_retries;
 extern int	tm_progress_interval;	/* seconds */
 extern int	tm_max_workers;		/* fleet workers at once, server-wide */
 extern bool tm_out_of_order;	/* apply versions below the newest applied */
+extern bool tm_recheck_function_bodies; /* validate bodies for every tenant */
 
 /*---- The extension's tables and internal queries (catalog.c) ----*/
 

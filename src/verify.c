@@ -186,10 +186,30 @@ static const char *books_query =
  * key (kind and name), definition.  See the header comment.
  */
 static const char *fingerprint_query =
-"WITH rels AS MATERIALIZED ("
+/*
+ * What lives in the schemas: found through pg_depend's index on the
+ * referenced object (every relation, function, type and statistics object
+ * records a dependency on its schema), since pg_class, pg_proc and pg_type
+ * have no index on the schema alone and a scan of them grows with the whole
+ * fleet.  Composite types record it on their pg_type row.  The schema
+ * columns are checked again on the rows found.
+ */
+"WITH owned AS MATERIALIZED ("
+"  SELECT d.classid, d.objid"
+"    FROM pg_catalog.pg_depend d"
+"   WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass"
+"     AND d.refobjid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
+"     AND d.refobjsubid OPERATOR(pg_catalog.=) 0),"
+" rels AS MATERIALIZED ("
 "  SELECT c.oid, c.relnamespace AS nsp, c.relname, c.relkind"
 "    FROM pg_catalog.pg_class c"
-"   WHERE c.relnamespace OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
+"   WHERE c.oid IN (SELECT o.objid FROM owned o"
+"                    WHERE o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+"                   UNION ALL"
+"                   SELECT t.typrelid FROM owned o JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) o.objid"
+"                    WHERE o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass"
+"                      AND t.typtype OPERATOR(pg_catalog.=) 'c')"
+"     AND c.relnamespace OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
 "     AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S', 'c')"
 "     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
 "                      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
@@ -197,14 +217,18 @@ static const char *fingerprint_query =
 " procs AS ("
 "  SELECT p.oid, p.pronamespace AS nsp, p.proname, p.prokind"
 "    FROM pg_catalog.pg_proc p"
-"   WHERE p.pronamespace OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
+"   WHERE p.oid IN (SELECT o.objid FROM owned o"
+"                    WHERE o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass)"
+"     AND p.pronamespace OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
 "     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
 "                      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass"
 "                        AND d.objid OPERATOR(pg_catalog.=) p.oid AND d.deptype OPERATOR(pg_catalog.=) 'e')),"
 " types AS ("
 "  SELECT t.oid, t.typnamespace AS nsp, t.typname, t.typtype, t.typbasetype, t.typtypmod, t.typnotnull, t.typdefault"
 "    FROM pg_catalog.pg_type t"
-"   WHERE t.typnamespace OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
+"   WHERE t.oid IN (SELECT o.objid FROM owned o"
+"                    WHERE o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass)"
+"     AND t.typnamespace OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
 "     AND t.typtype IN ('e', 'd', 'r')"
 "     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
 "                      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass"
@@ -335,7 +359,9 @@ static const char *fingerprint_query =
 " SELECT x.stxnamespace, 'statistics ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(x.stxname::pg_catalog.text),"
 "        pg_catalog.pg_get_statisticsobjdef(x.oid)"
 "   FROM pg_catalog.pg_statistic_ext x"
-"  WHERE x.stxnamespace OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
+"  WHERE x.oid IN (SELECT o.objid FROM owned o"
+"                   WHERE o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass)"
+"    AND x.stxnamespace OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
 " ORDER BY 1";
 
 /*---- Local functions ----*/
