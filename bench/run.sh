@@ -7,9 +7,13 @@
 # (one round trip per statement); a no-op run; tenant_migration_status();
 # and the peak anonymous memory of every process of each run.
 #
-#   bash bench/run.sh [--tenants N] [--shared-buffers SIZE] [--keep]
+#   bash bench/run.sh [--tenants N] [--workers "1 2 4"] [--no-stream]
+#                     [--shared-buffers SIZE] [--keep]
 #
 # --tenants N           tenants to create and migrate (default 1000)
+# --workers LIST        the fleet runs to time, by workers (default "1 2 4";
+#                       1 is always timed: the ratios are to it)
+# --no-stream           leave out the psql stream (A), the slowest client
 # --shared-buffers SIZE shared_buffers of the throwaway server (default 256MB)
 # --keep                keep the work directory (cluster files, plan file,
 #                       memory samples) instead of removing it
@@ -29,7 +33,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
 
 usage() {
-	sed -n '8,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	sed -n '10,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 tenants=1000
@@ -39,12 +43,18 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--tenants) [ $# -ge 2 ] || tm_die "--tenants needs a number"; tenants=$2; shift 2 ;;
 	--shared-buffers) [ $# -ge 2 ] || tm_die "--shared-buffers needs a size"; shared_buffers=$2; shift 2 ;;
+	--workers) [ $# -ge 2 ] || tm_die "--workers needs a list"; worker_counts=$2; shift 2 ;;
+	--no-stream) stream=false; shift ;;
 	--keep) keep=true; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; tm_die "unknown argument $1" ;;
 	esac
 done
 [[ $tenants =~ ^[1-9][0-9]{0,5}$ ]] || tm_die "--tenants must be a number from 1 to 999999"
+[[ " $worker_counts " =~ ^(\ [1-9][0-9]?)+\ $ ]] || tm_die "--workers must be a list of numbers from 1 to 99"
+# workers => 1 first: the others are compared with it
+worker_counts="1 $(tr ' ' '\n' <<<"$worker_counts" | grep -vx 1 | sort -nu | paste -sd' ')"
+worker_counts=${worker_counts% }
 
 # Targets (see bench/README.md)
 target_ratio=1.0        # workers => 1 / one query per tenant, at 1000 tenants
@@ -53,6 +63,7 @@ target_noop_ms=100      # no-op CALL, at 10,000 tenants
 target_status_ms=100    # SELECT * FROM tenant_migration_status(), at 10,000 tenants
 target_rss_mb=200       # peak RssAnon of any one process of a run
 worker_counts="1 2 4"
+stream=true
 
 first_port=5480
 sample_ms=250           # memory sampling period
@@ -214,13 +225,21 @@ gcc -O2 -Wall -o "$onequery" "$TM_SRC/bench/onequery.c" \
 chmod 755 "$onequery"
 
 # ---- A. psql stream: one round trip per statement ----
-q bench_raw "CHECKPOINT" >/dev/null
-load_stream=$(loadavg)
-tm_say "timing the psql stream: psql -f plan.sql on bench_raw (load average $load_stream)"
-t0=$EPOCHREALTIME
-psql_b bench_raw -q -f "$plan" >"$work/stream.out" 2>"$work/stream.err"
-stream_ms=$(ms_since "$t0")
-tm_say "psql stream: $stream_ms ms"
+stream_ms=- load_stream=-
+if $stream; then
+	q bench_raw "CHECKPOINT" >/dev/null
+	load_stream=$(loadavg)
+	tm_say "timing the psql stream: psql -f plan.sql on bench_raw (load average $load_stream)"
+	t0=$EPOCHREALTIME
+	psql_b bench_raw -q -f "$plan" >"$work/stream.out" 2>"$work/stream.err"
+	stream_ms=$(ms_since "$t0")
+	tm_say "psql stream: $stream_ms ms"
+else
+	# the same state as the others for the consistency check below
+	tm_say "no psql stream (--no-stream): bench_raw is migrated by the one-query client, untimed"
+	tm_as_pg "$work" "$onequery" "host=$work port=$port user=postgres dbname=bench_raw" "$plan" >/dev/null ||
+		tm_die "the one-query client failed on bench_raw"
+fi
 
 # ---- B. one query per tenant: one round trip per tenant ----
 q bench_one "CHECKPOINT" >/dev/null
@@ -363,16 +382,20 @@ status_all=$(timing_ms "$work/status.out" | paste -sd' ')
 status_ms=$(timing_ms "$work/status.out" | median)
 
 # ---- summary ----
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-per() { awk -v a="$1" -v n="$tenants" 'BEGIN { printf "%.2f", a / n }'; }
+# (a figure not measured in this run is "-", and so is any ratio to it)
+div() {
+	if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo -; fi
+}
+per() { div "$1" "$tenants"; }
 ratio=$(div "${call_ms[1]}" "$one_ms")
 ratio_stream=$(div "${call_ms[1]}" "$stream_ms")
-speedup2=$(div "${call_ms[1]}" "${call_ms[2]}")
-speedup4=$(div "${call_ms[1]}" "${call_ms[4]}")
+speedup2=$(div "${call_ms[1]}" "${call_ms[2]:--}")
+speedup4=$(div "${call_ms[1]}" "${call_ms[4]:--}")
 overhead_ms=$(awk -v a="${call_ms[1]}" -v s="$scripts_ms" 'BEGIN { printf "%.1f", a - s }')
 peak_any=$(for w in $worker_counts; do echo "${peak_proc[$w]}"; done | sort -g | tail -n 1)
 pass() { # VALUE OP LIMIT
-	if [[ $1 =~ ^[0-9.]+$ ]] && awk -v v="$1" -v l="$3" "BEGIN { exit !(v $2 l) }"; then echo PASS; else echo MISS; fi
+	if ! [[ $1 =~ ^[0-9.]+$ ]]; then echo "not measured"
+	elif awk -v v="$1" -v l="$3" "BEGIN { exit !(v $2 l) }"; then echo PASS; else echo MISS; fi
 }
 at_scale() { # N_FOR_TARGET — note when this run is not at the target's scale
 	[ "$tenants" -eq "$1" ] || printf ' (target is set at %s tenants; this run has %s)' "$1" "$tenants"
@@ -411,7 +434,7 @@ summary=$TM_SRC/bench/out/summary-$tenants-$(date +%Y%m%d-%H%M%S).txt
 	printf 'D. no-op CALL (all up to date), median of 3  %s ms  (runs: %s)\n' "$noop_ms" "$noop_all"
 	printf 'E. tenant_migration_status(), median of 5    %s ms  (runs: %s)\n' "$status_ms" "$status_all"
 	printf 'load average (1 min) before A %s, before B %s, before C1/C2/C4 %s/%s/%s (%s CPUs)\n\n' \
-		"$load_stream" "$load_one" "${load_of[1]}" "${load_of[2]}" "${load_of[4]}" "$(nproc)"
+		"$load_stream" "$load_one" "${load_of[1]}" "${load_of[2]:--}" "${load_of[4]:--}" "$(nproc)"
 	printf 'targets\n'
 	printf '  workers => 1 / one query per tenant <= %s   %s   %s%s\n' "$target_ratio" "$ratio" "$(pass "$ratio" '<=' "$target_ratio")" "$(at_scale 1000)"
 	printf '  workers => 2 speedup >= %s                %s   %s%s\n' "$target_speedup" "$speedup2" "$(pass "$speedup2" '>=' "$target_speedup")" "$(at_scale 1000)"

@@ -331,5 +331,38 @@ SELECT tenant_schema, status, current_version, applied, pending, last_error IS N
   FROM tenant_migration_status('public');
 SELECT shared_pending, shared_failing FROM tenant_migration_overview;
 
+/*---- every kind of trigger, printed as pg_get_triggerdef prints it ----*/
+
+SELECT tenant_migration_add('9', 'trigger_kinds', $$
+CREATE TABLE public.tk (a int, "B c" int);
+CREATE FUNCTION public.tk_f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+CREATE TRIGGER tk_upd BEFORE INSERT OR UPDATE OF a, "B c" ON public.tk FOR EACH ROW EXECUTE FUNCTION public.tk_f();
+CREATE TRIGGER "TK stmt" AFTER DELETE OR TRUNCATE ON public.tk FOR EACH STATEMENT EXECUTE FUNCTION public.tk_f();
+CREATE TRIGGER tk_ref AFTER UPDATE ON public.tk REFERENCING OLD TABLE AS o NEW TABLE AS "N t" FOR EACH STATEMENT EXECUTE FUNCTION public.tk_f();
+CREATE CONSTRAINT TRIGGER tk_con AFTER UPDATE ON public.tk DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.tk_f();
+CREATE TRIGGER tk_when AFTER UPDATE ON public.tk FOR EACH ROW WHEN (OLD.a IS DISTINCT FROM NEW.a) EXECUTE FUNCTION public.tk_f('x', 'y''s');
+CREATE TRIGGER tk_sys BEFORE UPDATE ON public.tk FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
+CREATE VIEW public.tk_v AS SELECT * FROM public.tk;
+CREATE TRIGGER tk_instead INSTEAD OF INSERT ON public.tk_v FOR EACH ROW EXECUTE FUNCTION public.tk_f();
+$$) IS NOT NULL AS registered;
+SELECT create_tenant_schema('trig') AS created;
+SELECT * FROM tenant_verify('tenant_trig');
+-- each trigger changed by hand: the actual text is what pg_get_triggerdef says
+DROP TRIGGER tk_upd ON tenant_trig.tk;
+CREATE TRIGGER tk_upd BEFORE INSERT OR UPDATE OF a ON tenant_trig.tk FOR EACH ROW EXECUTE FUNCTION tenant_trig.tk_f();
+DROP TRIGGER tk_con ON tenant_trig.tk;
+CREATE CONSTRAINT TRIGGER tk_con AFTER UPDATE ON tenant_trig.tk NOT DEFERRABLE FOR EACH ROW EXECUTE FUNCTION tenant_trig.tk_f();
+DROP TRIGGER tk_ref ON tenant_trig.tk;
+CREATE TRIGGER tk_ref AFTER UPDATE ON tenant_trig.tk REFERENCING NEW TABLE AS "N t" FOR EACH STATEMENT EXECUTE FUNCTION tenant_trig.tk_f();
+DROP TRIGGER tk_when ON tenant_trig.tk;
+CREATE TRIGGER tk_when AFTER UPDATE ON tenant_trig.tk FOR EACH ROW WHEN (OLD.a IS DISTINCT FROM NEW.a) EXECUTE FUNCTION tenant_trig.tk_f('x');
+SELECT v.detail, (SELECT count(*) FROM pg_trigger g
+                   WHERE g.tgrelid = 'tenant_trig.tk'::regclass
+                     AND v.detail LIKE '%; actual: ' || pg_get_triggerdef(g.oid)) AS same_as_core
+  FROM tenant_verify('tenant_trig') v ORDER BY 1;
+SET client_min_messages = warning;
+SELECT drop_tenant_schema('tenant_trig');
+RESET client_min_messages;
+
 -- Clean up: the tenant schemas (the next suite drops the extension)
 \i :drop_tenants

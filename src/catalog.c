@@ -42,6 +42,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
+#include "jit/jit.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
@@ -324,6 +325,14 @@ catalog_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 	(void) set_config_option("search_path", TM_CATALOG_SEARCH_PATH,
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
+	/*
+	 * Catalog queries are estimated high but run briefly: compiling them
+	 * (tenant_verify's fingerprint query, 50 schemas at a time) took longer
+	 * than running them.
+	 */
+	if (jit_enabled)
+		(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	PG_TRY();
 	{
 		if (cache)
