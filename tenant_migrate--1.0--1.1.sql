@@ -372,3 +372,25 @@ REVOKE ALL ON PROCEDURE public.create_tenant(text, text) FROM PUBLIC;
 
 COMMENT ON PROCEDURE public.create_tenant(text, text) IS
 	'Creates and registers a tenant schema like create_tenant_schema(), commits, then applies every tenant migration committing after each script that adds enum values; CONCURRENTLY steps run as plain statements (the tables are new). On failure the tenant stays registered with what succeeded applied, the failure is logged, and the error is raised.';
+
+/*---- tenant_verify: references kept between calls ----*/
+
+CREATE TABLE public.tenant_verify_reference (
+	signature text PRIMARY KEY,
+	versions text NOT NULL,
+	entries text[] NOT NULL,
+	built_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+REVOKE ALL ON TABLE public.tenant_verify_reference FROM PUBLIC;
+
+COMMENT ON TABLE public.tenant_verify_reference IS
+	'A cache of tenant_verify: the fingerprint its replay of a set of applied tenant migrations produced, kept so that later calls compare against it instead of replaying. Not dumped; safe to empty (TRUNCATE) at any time.';
+COMMENT ON COLUMN public.tenant_verify_reference.signature IS
+	'Hash of everything the replay depends on: the versions, the texts and authors of their scripts, the shared history, the installed extensions, tenant_migrate.shared_objects, the server version and the fingerprint query.';
+COMMENT ON COLUMN public.tenant_verify_reference.versions IS
+	'The applied tenant versions replayed, comma-separated in version order.';
+COMMENT ON COLUMN public.tenant_verify_reference.entries IS
+	'The fingerprint: object key and definition, alternately, sorted by key, with the schema name replaced by a placeholder.';
+COMMENT ON COLUMN public.tenant_verify_reference.built_at IS
+	'When the replay ran.';

@@ -39,6 +39,8 @@ usage() {
 tenants=1000
 shared_buffers=256MB
 keep=false
+worker_counts="1 2 4"
+stream=true
 while [ $# -gt 0 ]; do
 	case $1 in
 	--tenants) [ $# -ge 2 ] || tm_die "--tenants needs a number"; tenants=$2; shift 2 ;;
@@ -62,8 +64,6 @@ target_speedup=1.5      # workers => 2 throughput / workers => 1, at 1000 tenant
 target_noop_ms=100      # no-op CALL, at 10,000 tenants
 target_status_ms=100    # SELECT * FROM tenant_migration_status(), at 10,000 tenants
 target_rss_mb=200       # peak RssAnon of any one process of a run
-worker_counts="1 2 4"
-stream=true
 
 first_port=5480
 sample_ms=250           # memory sampling period

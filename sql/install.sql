@@ -114,7 +114,7 @@ SELECT u.rel::regclass AS config_relation, u.cond AS condition
  WHERE e.extname = 'tenant_migrate'
  ORDER BY u.rel::regclass::text;
 
--- ... every table of the extension is among them
+-- ... every table of the extension is among them, but tenant_verify's cache
 SELECT c.relname AS table_not_dumped
   FROM pg_class c
   JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'

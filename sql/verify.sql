@@ -302,6 +302,8 @@ SELECT drop_tenant_schema('tenant_Mixed_Case');
 
 CREATE ROLE regress_tm_verifier;
 SELECT tenant_migrate_grant('regress_tm_verifier') > 0 AS granted;
+-- no reference kept: every set is replayed
+TRUNCATE tenant_verify_reference;
 SET ROLE regress_tm_verifier;
 -- the books are checked; the replay needs to create a schema...
 SELECT * FROM tenant_verify();
@@ -363,6 +365,37 @@ SELECT v.detail, (SELECT count(*) FROM pg_trigger g
 SET client_min_messages = warning;
 SELECT drop_tenant_schema('tenant_trig');
 RESET client_min_messages;
+
+/*---- references kept between calls ----*/
+
+TRUNCATE tenant_verify_reference;
+SELECT * FROM tenant_verify('tenant_acme');
+-- the replay of acme's versions is kept, once
+SELECT versions, cardinality(entries) > 10 AS has_entries, built_at <= now() AS built
+  FROM tenant_verify_reference;
+SELECT * FROM tenant_verify('tenant_acme');
+SELECT count(*) FROM tenant_verify_reference;
+-- and used instead of a replay: an object added to it (by hand, as its
+-- owner) is reported missing from the tenant
+UPDATE tenant_verify_reference SET entries = entries || ARRAY['table zz', 'planted'];
+SELECT * FROM tenant_verify('tenant_acme');
+-- what the replay depends on changes: a new shared migration applied
+SELECT tenant_migration_add('0.4', 'shared_four', 'CREATE TABLE public.v_four (id int);', NULL, 'shared') IS NOT NULL AS registered;
+DELETE FROM tenant_migration_scripts WHERE version = '0.3';
+SELECT count(*) FROM tenant_migrate_shared();
+SELECT * FROM tenant_verify('tenant_acme');
+-- the older reference of the same versions is replaced, not kept beside
+SELECT count(*), bool_and(NOT ('planted' = ANY (entries))) AS replayed FROM tenant_verify_reference;
+-- a read-only transaction (a standby) cannot replay, but compares with a
+-- kept reference
+BEGIN READ ONLY;
+SELECT * FROM tenant_verify('tenant_acme');
+COMMIT;
+TRUNCATE tenant_verify_reference;
+BEGIN READ ONLY;
+SELECT problem FROM tenant_verify('tenant_acme');
+COMMIT;
+SELECT count(*) FROM tenant_verify_reference;
 
 -- Clean up: the tenant schemas (the next suite drops the extension)
 \i :drop_tenants

@@ -46,6 +46,7 @@
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -404,7 +405,7 @@ tm_spi_getstr(uint64 row, int col)
 	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
 }
 
-/*---- The audit log: the one statement that writes it ----*/
+/*---- The audit log: the statements that write it ----*/
 
 /* The fleet run whose work this process does now (0: none), see fleet.c */
 int64		tm_current_run_id = 0;
@@ -467,4 +468,40 @@ tm_log_attempt(const char *schema, const char *version, const char *action,
 						" VALUES ($1::pg_catalog.name, $2, $3, $4, $5,"
 						"         COALESCE($6, pg_catalog.clock_timestamp()), $7, $8::pg_catalog.name)",
 						8, argtypes, values, nulls, SPI_OK_INSERT);
+}
+
+void
+tm_log_applied(const char *schema, int n, Datum *versions, Datum *started,
+			   Datum *duration_ms, const char *performed_by)
+{
+	Oid			argtypes[6] = {TEXTOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+	FLOAT8ARRAYOID, TEXTOID, INT8OID};
+	Datum		values[6];
+
+	Assert(tm_current_step == NULL);
+	values[0] = CStringGetTextDatum(schema);
+	values[1] = PointerGetDatum(construct_array(versions, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(started, n, TIMESTAMPTZOID, sizeof(TimestampTz),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[3] = PointerGetDatum(construct_array(duration_ms, n, FLOAT8OID, sizeof(float8),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[4] = CStringGetTextDatum(performed_by ? performed_by : tm_catalog_invoker());
+	values[5] = Int64GetDatum(tm_current_run_id);
+	/* without a run, no run_id column: 1.0 (update pending) has none */
+	if (tm_current_run_id > 0)
+		tm_catalog_exec_cached("INSERT INTO public.tenant_migration_log"
+							   " (tenant_schema, version, action, status, started_at, duration_ms, performed_by, run_id)"
+							   " SELECT $1::pg_catalog.name, u.v, 'up', 'ok', u.s, u.d, $5::pg_catalog.name, $6"
+							   "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
+							   "        WITH ORDINALITY AS u(v, s, d, i)"
+							   "  ORDER BY u.i",
+							   6, argtypes, values, NULL, SPI_OK_INSERT);
+	else
+		tm_catalog_exec_cached("INSERT INTO public.tenant_migration_log"
+							   " (tenant_schema, version, action, status, started_at, duration_ms, performed_by)"
+							   " SELECT $1::pg_catalog.name, u.v, 'up', 'ok', u.s, u.d, $5::pg_catalog.name"
+							   "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
+							   "        WITH ORDINALITY AS u(v, s, d, i)"
+							   "  ORDER BY u.i",
+							   5, argtypes, values, NULL, SPI_OK_INSERT);
 }

@@ -78,6 +78,7 @@
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "common/hashfn.h"
@@ -998,29 +999,67 @@ tm_run_tenant_script(const TmScript *script, const char *schema, Oid nspoid,
 
 /*---- Applying ----*/
 
+/*
+ * Records the n scripts of ps as applied to schema: their history rows in
+ * one statement, their log rows in another (one per script, each with
+ * its start and duration).
+ */
+static void
+record_applied(const char *schema, bool shared, int n, TmPending **ps,
+			   TimestampTz *started, double *duration_ms, const char *invoker)
+{
+	Oid			argtypes[7] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, FLOAT8ARRAYOID, TEXTOID};
+	Datum		values[7];
+	Datum	   *versions = palloc(sizeof(Datum) * n);
+	Datum	   *names = palloc(sizeof(Datum) * n);
+	Datum	   *checksums = palloc(sizeof(Datum) * n);
+	Datum	   *rollbacks = palloc(sizeof(Datum) * n);
+	bool	   *rollback_nulls = palloc(sizeof(bool) * n);
+	Datum	   *starts = palloc(sizeof(Datum) * n);
+	Datum	   *durations = palloc(sizeof(Datum) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			i;
+
+	if (n == 0)
+		return;
+	for (i = 0; i < n; i++)
+	{
+		versions[i] = CStringGetTextDatum(ps[i]->version);
+		names[i] = CStringGetTextDatum(ps[i]->name);
+		checksums[i] = CStringGetTextDatum(ps[i]->checksum);
+		rollback_nulls[i] = (ps[i]->down == NULL);
+		rollbacks[i] = rollback_nulls[i] ? (Datum) 0 :
+			CStringGetTextDatum(tm_script_render(ps[i]->down, -1, shared ? NULL : schema));
+		starts[i] = TimestampTzGetDatum(started[i]);
+		durations[i] = Float8GetDatum(duration_ms[i]);
+	}
+	values[0] = CStringGetTextDatum(schema);
+	values[1] = PointerGetDatum(construct_array(versions, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(checksums, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[4] = PointerGetDatum(construct_md_array(rollbacks, rollback_nulls, 1, dims, lbs,
+												   TEXTOID, -1, false, TYPALIGN_INT));
+	values[5] = PointerGetDatum(construct_array(durations, n, FLOAT8OID, sizeof(float8),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[6] = CStringGetTextDatum(invoker);
+	tm_catalog_exec_cached("INSERT INTO public.tenant_migrations"
+						   " (tenant_schema, version, name, checksum, rollback_sql, duration_ms, applied_by)"
+						   " SELECT $1::pg_catalog.name, u.v, u.n, u.c, u.r, u.d, $7::pg_catalog.name"
+						   "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4),"
+						   "                   pg_catalog.unnest($5), pg_catalog.unnest($6)) AS u(v, n, c, r, d)",
+						   7, argtypes, values, NULL, SPI_OK_INSERT);
+	tm_log_applied(schema, n, versions, starts, durations, invoker);
+}
+
 void
 tm_record_applied(const char *schema, const TmPending *p, bool shared,
 				  double duration_ms, TimestampTz started, const char *invoker)
 {
-	char	   *rollback_sql = p->down ? tm_script_render(p->down, -1, shared ? NULL : schema) : NULL;
-	Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	TmPending  *ps[1] = {(TmPending *) p};
 
-	values[0] = CStringGetTextDatum(schema);
-	values[1] = CStringGetTextDatum(p->version);
-	values[2] = CStringGetTextDatum(p->name);
-	values[3] = CStringGetTextDatum(p->checksum);
-	values[4] = rollback_sql ? CStringGetTextDatum(rollback_sql) : (Datum) 0;
-	nulls[4] = rollback_sql ? ' ' : 'n';
-	values[5] = Float8GetDatum(duration_ms);
-	values[6] = CStringGetTextDatum(invoker);
-	tm_catalog_exec_cached("INSERT INTO public.tenant_migrations"
-					" (tenant_schema, version, name, checksum, rollback_sql, duration_ms, applied_by)"
-					" VALUES ($1::pg_catalog.name, $2, $3, $4, $5, $6, $7::pg_catalog.name)",
-					7, argtypes, values, nulls, SPI_OK_INSERT);
-	tm_log_attempt(schema, p->version, "up", "ok", NULL, started,
-				   duration_ms, invoker);
+	record_applied(schema, shared, 1, ps, &started, &duration_ms, invoker);
 }
 
 /*
@@ -1039,6 +1078,10 @@ apply_pending(const char *schema, Oid nspoid, bool shared,
 	ListCell   *lc;
 	char	   *invoker = tm_catalog_invoker();
 	char	   *key = NULL;
+	TmPending **done;
+	TimestampTz *started;
+	double	   *durations;
+	int			ndone = 0;
 
 	if (stopped != NULL)
 		*stopped = NULL;
@@ -1055,11 +1098,15 @@ apply_pending(const char *schema, Oid nspoid, bool shared,
 		(void) script_role(((TmPending *) lfirst(lc))->author,
 						   ((TmPending *) lfirst(lc))->version);
 
+	/* recorded together once the loop ends, in the same transaction */
+	done = palloc(sizeof(TmPending *) * Max(list_length(pending), 1));
+	started = palloc(sizeof(TimestampTz) * Max(list_length(pending), 1));
+	durations = palloc(sizeof(double) * Max(list_length(pending), 1));
+
 	foreach(lc, pending)
 	{
 		TmPending  *p = (TmPending *) lfirst(lc);
 		TmStep	   *step;
-		TimestampTz started;
 
 		/* an existing tenant's CONCURRENTLY step runs outside (nontx.c) */
 		if (mode == TM_APPLY_SEGMENT && p->up->non_transactional)
@@ -1068,7 +1115,7 @@ apply_pending(const char *schema, Oid nspoid, bool shared,
 			break;
 		}
 		step = palloc(sizeof(TmStep));
-		started = GetCurrentTimestamp();
+		started[ndone] = GetCurrentTimestamp();
 		step->version = p->version;
 		step->name = p->name;
 		strlcpy(tm_current_version, p->version, sizeof(tm_current_version));
@@ -1076,7 +1123,8 @@ apply_pending(const char *schema, Oid nspoid, bool shared,
 									   p->version, p->name, "up", p->author, key,
 									   -1, mode == TM_APPLY_NEW_TENANT ? RUN_STRIP_CONCURRENTLY : 0);
 		tm_current_version[0] = '\0';
-		tm_record_applied(schema, p, shared, step->duration_ms, started, invoker);
+		done[ndone] = p;
+		durations[ndone++] = step->duration_ms;
 		steps = lappend(steps, step);
 
 		/* a later script may use the new enum value only after a commit */
@@ -1087,6 +1135,7 @@ apply_pending(const char *schema, Oid nspoid, bool shared,
 			break;
 		}
 	}
+	record_applied(schema, shared, ndone, done, started, durations, invoker);
 	return steps;
 }
 

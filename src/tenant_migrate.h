@@ -52,6 +52,12 @@
  */
 #define TM_RUN_KEY1			0x544D0003	/* "TM" + 3 */
 
+/*
+ * First key of the transaction-level lock tenant_verify tries before it
+ * keeps a reference; the second key is a hash of its versions (verify.c).
+ */
+#define TM_VERIFY_REF_KEY1	0x544D0004	/* "TM" + 4 */
+
 #define TM_SCOPE_TENANT		"tenant"
 #define TM_SCOPE_SHARED		"shared"
 #define TM_SHARED_SCHEMA	"public"
@@ -143,6 +149,14 @@ extern void tm_log_attempt(const char *schema, const char *version,
 						   const char *action, const char *status,
 						   const char *error, TimestampTz started_at,
 						   double duration_ms, const char *performed_by);
+
+/*
+ * Appends one "up ok" row to tenant_migration_log per applied script, in
+ * one statement: versions[i] started at started[i] and took duration_ms[i].
+ */
+extern void tm_log_applied(const char *schema, int n, Datum *versions,
+						   Datum *started, Datum *duration_ms,
+						   const char *performed_by);
 
 /*---- Small helpers (tenant_migrate.c) ----*/
 

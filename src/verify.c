@@ -24,7 +24,10 @@
  *    that schema, as their author, under the containment guard
  *    (tm_run_tenant_script) -- inside an internal subtransaction that is
  *    then rolled back, so nothing of it stays, committed or not.  Before
- *    the rollback the scratch schema's fingerprint is read and kept.
+ *    the rollback the scratch schema's fingerprint is read, and kept in
+ *    public.tenant_verify_reference for later calls with the same
+ *    signature, which then replay nothing (see "References kept between
+ *    calls" below).
  *    Then every tenant of the set is fingerprinted, FP_BATCH schemas per
  *    catalog query, and compared object by object.
  *
@@ -62,6 +65,9 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
+#include "common/hashfn.h"
+#include "storage/lock.h"
+#include "utils/array.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -109,6 +115,7 @@ typedef struct VerScript
 	char	   *name;
 	char	   *author;
 	char	   *up_sql;
+	char	   *text_checksum;	/* of up_sql as it is now */
 	TmScript   *up;				/* compiled on first use */
 } VerScript;
 
@@ -418,6 +425,13 @@ static char *tampered_versions(List **scripts_out);
 static bool replay_reference(List *versions, List *scripts, Fingerprint *ref,
 							 char **error, MemoryContext cxt);
 static void check_schemas(const char *only, List *scripts, List **problems);
+static char *reference_context(void);
+static char *reference_signature(const char *context, List *versions,
+								 List *scripts);
+static bool reference_load(const char *signature, Fingerprint *ref,
+						   MemoryContext cxt);
+static void reference_store(const char *signature, const char *versions,
+							const Fingerprint *ref);
 
 /*---- Normalising names ----*/
 
@@ -665,8 +679,9 @@ tampered_versions(List **scripts_out)
 		char	   *up_sql = SPI_getvalue(tup, desc, 4);
 		char	   *checksum = SPI_getvalue(tup, desc, 5);
 		char	   *scope = SPI_getvalue(tup, desc, 6);
+		char	   *text_checksum = tm_checksum(up_sql, strlen(up_sql));
 
-		if (strcmp(tm_checksum(up_sql, strlen(up_sql)), checksum) != 0)
+		if (strcmp(text_checksum, checksum) != 0)
 		{
 			/* versions are digits, dots and underscores: no quoting needed */
 			appendStringInfo(&buf, "%s%s", first ? "" : ",", version);
@@ -680,6 +695,7 @@ tampered_versions(List **scripts_out)
 			s->name = SPI_getvalue(tup, desc, 2);
 			s->author = SPI_getvalue(tup, desc, 3);
 			s->up_sql = up_sql;
+			s->text_checksum = text_checksum;
 			*scripts_out = lappend(*scripts_out, s);
 		}
 	}
@@ -798,6 +814,7 @@ check_schemas(const char *only, List *scripts, List **problems)
 	Fingerprint ref = {0, NULL};
 	char	   *ref_error = NULL;
 	char	   *ref_versions = NULL;
+	char	   *context = reference_context();
 
 	tm_catalog_exec("SELECT r.schema_name::pg_catalog.text, n.oid,"
 					"       COALESCE((SELECT pg_catalog.string_agg(m.version, ','"
@@ -859,8 +876,21 @@ check_schemas(const char *only, List *scripts, List **problems)
 				foreach(lc, scripts)
 					((VerScript *) lfirst(lc))->up = NULL;
 			}
-			if (!replay_reference(versions, scripts, &ref, &ref_error, refcxt))
-				ref.n = 0;
+			/* kept from an earlier call, or replayed (and kept) */
+			if (versions == NIL)
+				ref.n = 0;		/* nothing applied: an empty schema */
+			else
+			{
+				char	   *signature = reference_signature(context, versions, scripts);
+
+				if (!reference_load(signature, &ref, refcxt))
+				{
+					if (replay_reference(versions, scripts, &ref, &ref_error, refcxt))
+						reference_store(signature, ref_versions, &ref);
+					else
+						ref.n = 0;
+				}
+			}
 		}
 
 		/* the next tenants of the same set, at most FP_BATCH */
@@ -903,6 +933,144 @@ check_schemas(const char *only, List *scripts, List **problems)
 	}
 	MemoryContextDelete(batchcxt);
 	MemoryContextDelete(refcxt);
+}
+
+/*---- References kept between calls ----*/
+
+/*
+ * A replay is the costly part of a call (at 10,000 tenants, looking up a
+ * trigger's function reads every function of that name, one per tenant),
+ * and its result depends only on what goes into the signature: the
+ * fingerprint of each set of applied versions is kept in
+ * public.tenant_verify_reference, and a call whose signature matches a row
+ * compares against it instead of replaying.  What the signature cannot see
+ * -- objects changed by hand in public, server settings that change what
+ * DDL creates -- is documented; emptying the table forces replays.
+ */
+
+/* What every reference of this call depends on, beyond its own scripts */
+static char *
+reference_context(void)
+{
+	char	   *context;
+
+	tm_catalog_exec("SELECT pg_catalog.concat_ws(E'\\n',"
+					"        pg_catalog.current_setting('server_version_num'),"
+					"        pg_catalog.current_setting('tenant_migrate.shared_objects'),"
+					"        (SELECT pg_catalog.string_agg(e.extname OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) e.extversion, ','"
+					"                                      ORDER BY e.extname)"
+					"           FROM pg_catalog.pg_extension e),"
+					"        (SELECT pg_catalog.string_agg(m.version OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) m.checksum, ','"
+					"                                      ORDER BY m.version)"
+					"           FROM public.tenant_migrations m"
+					"          WHERE m.tenant_schema OPERATOR(pg_catalog.=) 'public'))",
+					0, NULL, NULL, NULL, SPI_OK_SELECT);
+	context = tm_spi_getstr(0, 1);
+	return psprintf("%s\n%s", context ? context : "",
+					tm_checksum(fingerprint_query, strlen(fingerprint_query)));
+}
+
+/* The signature of the reference of versions (see above) */
+static char *
+reference_signature(const char *context, List *versions, List *scripts)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, context);
+	foreach(lc, versions)
+	{
+		ListCell   *sc;
+
+		foreach(sc, scripts)
+		{
+			VerScript  *s = (VerScript *) lfirst(sc);
+
+			if (strcmp(s->version, (char *) lfirst(lc)) == 0)
+				appendStringInfo(&buf, "\n%s %s %s", s->version,
+								 s->text_checksum, s->author);
+		}
+	}
+	return tm_checksum(buf.data, buf.len);
+}
+
+/* true and *ref filled (in cxt) if a reference with signature is kept */
+static bool
+reference_load(const char *signature, Fingerprint *ref, MemoryContext cxt)
+{
+	Oid			argtype = TEXTOID;
+	Datum		arg = CStringGetTextDatum(signature);
+	bool		isnull;
+	Datum		d;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	int			i;
+	MemoryContext old;
+
+	tm_catalog_exec("SELECT entries FROM public.tenant_verify_reference"
+					" WHERE signature OPERATOR(pg_catalog.=) $1",
+					1, &argtype, &arg, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return false;
+	old = MemoryContextSwitchTo(cxt);
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &nelems);
+	ref->n = nelems / 2;
+	ref->entries = palloc(sizeof(FpEntry) * Max(ref->n, 1));
+	for (i = 0; i < ref->n; i++)
+	{
+		ref->entries[i].key = TextDatumGetCString(elems[2 * i]);
+		ref->entries[i].def = TextDatumGetCString(elems[2 * i + 1]);
+	}
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/*
+ * Keeps a reference, replacing older ones of the same versions.  Not in a
+ * read-only transaction (a standby), and not while another transaction
+ * stores one for the same versions: that one is taken as a try-lock in the
+ * extension's lock space, so nobody waits here.
+ */
+static void
+reference_store(const char *signature, const char *versions,
+				const Fingerprint *ref)
+{
+	LOCKTAG		tag;
+	Datum	   *elems;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTARRAYOID};
+	Datum		values[3];
+	int			i;
+
+	if (XactReadOnly)
+		return;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_VERIFY_REF_KEY1,
+						 hash_bytes((const unsigned char *) versions, strlen(versions)),
+						 TM_LOCK_SPACE);
+	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return;
+
+	elems = palloc(sizeof(Datum) * Max(2 * ref->n, 1));
+	for (i = 0; i < ref->n; i++)
+	{
+		elems[2 * i] = CStringGetTextDatum(ref->entries[i].key);
+		elems[2 * i + 1] = CStringGetTextDatum(ref->entries[i].def);
+	}
+	values[0] = CStringGetTextDatum(signature);
+	values[1] = CStringGetTextDatum(versions);
+	values[2] = PointerGetDatum(construct_array(elems, 2 * ref->n, TEXTOID,
+												-1, false, TYPALIGN_INT));
+	tm_catalog_exec("WITH older AS ("
+					"  DELETE FROM public.tenant_verify_reference"
+					"   WHERE versions OPERATOR(pg_catalog.=) $2 AND signature OPERATOR(pg_catalog.<>) $1)"
+					" INSERT INTO public.tenant_verify_reference (signature, versions, entries)"
+					" VALUES ($1, $2, $3) ON CONFLICT (signature) DO NOTHING",
+					3, argtypes, values, NULL, SPI_OK_INSERT);
 }
 
 static int
