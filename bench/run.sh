@@ -188,13 +188,14 @@ SQL
 t0=$EPOCHREALTIME
 tm_say "building database bench_tmpl: $tenants tenants, tenant scripts registered, not applied"
 build_db bench_tmpl
-dbs="bench_raw bench_one"
+# bench_raw: the psql stream's copy (not made with --no-stream)
+if $stream; then dbs="bench_raw bench_one"; else dbs="bench_one"; fi
 for w in $worker_counts; do dbs="$dbs bench_w$w"; done
 for db in $dbs; do
 	psql_b postgres -qc "CREATE DATABASE $db TEMPLATE bench_tmpl"
 done
 tm_say "copied it to $dbs"
-nscripts=$(q bench_raw "SELECT count(*) FROM tenant_migration_scripts WHERE scope = 'tenant'")
+nscripts=$(q bench_one "SELECT count(*) FROM tenant_migration_scripts WHERE scope = 'tenant'")
 for db in $dbs; do
 	pending=$(q "$db" "SELECT sum(pending) FROM tenant_migration_status()")
 	[ "$pending" -eq $((nscripts * tenants)) ] || tm_die "$db: expected $((nscripts * tenants)) pending migrations, found $pending"
@@ -205,7 +206,7 @@ tm_say "setup took $(ms_since "$t0") ms ($nscripts tenant scripts pending on eac
 plan=$work/plan.sql
 t0=$EPOCHREALTIME
 tm_say "writing the plan file from tenant_migration_plan()"
-psql_b bench_raw -Atq -v FETCH_COUNT=200 -o "$plan" <<'SQL'
+psql_b bench_one -Atq -v FETCH_COUNT=200 -o "$plan" <<'SQL'
 SELECT format(E'BEGIN;\nSET LOCAL search_path = %I, public;\n', r.schema_name)
        || (SELECT string_agg(p.sql, E'\n;\n' ORDER BY public.tenant_version_key(p.version))
              FROM public.tenant_migration_plan(r.schema_name) p)
@@ -234,11 +235,6 @@ if $stream; then
 	psql_b bench_raw -q -f "$plan" >"$work/stream.out" 2>"$work/stream.err"
 	stream_ms=$(ms_since "$t0")
 	tm_say "psql stream: $stream_ms ms"
-else
-	# the same state as the others for the consistency check below
-	tm_say "no psql stream (--no-stream): bench_raw is migrated by the one-query client, untimed"
-	tm_as_pg "$work" "$onequery" "host=$work port=$port user=postgres dbname=bench_raw" "$plan" >/dev/null ||
-		tm_die "the one-query client failed on bench_raw"
 fi
 
 # ---- B. one query per tenant: one round trip per tenant ----
@@ -344,11 +340,11 @@ done
 
 # Every database must now be in the same state: every tenant migrated.
 count_objects="SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname LIKE 'tenant\\_%'"
-objs_ref=$(q bench_raw "$count_objects")
-[ "$objs_ref" -gt 0 ] || tm_die "no tenant relations in bench_raw"
+objs_ref=$(q bench_one "$count_objects")
+[ "$objs_ref" -gt 0 ] || tm_die "no tenant relations in bench_one"
 for db in $dbs; do
 	objs=$(q "$db" "$count_objects")
-	[ "$objs" -eq "$objs_ref" ] || tm_die "tenant relations differ: $objs ($db) vs $objs_ref (bench_raw)"
+	[ "$objs" -eq "$objs_ref" ] || tm_die "tenant relations differ: $objs ($db) vs $objs_ref (bench_one)"
 done
 
 # Where the sequential CALL's time went: the scripts' own statements
