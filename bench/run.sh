@@ -55,7 +55,7 @@ done
 [[ $tenants =~ ^[1-9][0-9]{0,5}$ ]] || tm_die "--tenants must be a number from 1 to 999999"
 [[ " $worker_counts " =~ ^(\ [1-9][0-9]?)+\ $ ]] || tm_die "--workers must be a list of numbers from 1 to 99"
 # workers => 1 first: the others are compared with it
-worker_counts="1 $(tr ' ' '\n' <<<"$worker_counts" | grep -vx 1 | sort -nu | paste -sd' ')"
+worker_counts="1 $(tr ' ' '\n' <<<"$worker_counts" | { grep -vx 1 || true; } | sort -nu | paste -sd' ')"
 worker_counts=${worker_counts% }
 
 # Targets (see bench/README.md)
