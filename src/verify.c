@@ -704,10 +704,10 @@ tampered_versions(List **scripts_out)
 }
 
 /*
- * Replays the tenant scripts of versions (in version order) into a scratch
- * schema inside an internal subtransaction, fingerprints it into *ref
- * (allocated in cxt) and rolls everything back.  false and *error set if
- * a script failed.
+ * Replays the tenant scripts of versions (in version order, at least one)
+ * into a scratch schema inside an internal subtransaction, fingerprints it
+ * into *ref (allocated in cxt) and rolls everything back.  false and
+ * *error set if a script failed.
  */
 static bool
 replay_reference(List *versions, List *scripts, Fingerprint *ref,
@@ -719,10 +719,9 @@ replay_reference(List *versions, List *scripts, Fingerprint *ref,
 	volatile bool ok = true;
 	TmKeepSet  *keep = tm_keepset_build();
 
+	Assert(versions != NIL);	/* nothing applied: the caller's empty reference */
 	ref->n = 0;
 	ref->entries = NULL;
-	if (versions == NIL)
-		return true;			/* nothing applied: an empty schema */
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
