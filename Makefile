@@ -32,7 +32,7 @@ SHLIB_LINK += -lcrypto
 # Every test suite starts its own throwaway server (run as a non-root user).
 REGRESS = install versions scripts rewrite rewrite_apply rewrite_fuzz lifecycle rollback status errors privileges security load containment rls tenant_roles real_formats real_history verify retire error_context fleet_runs nontx function_bodies
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
-ISOLATION = concurrent_migrate concurrent_all migrate_vs_rollback rls_sessions drop_vs_migrate fleet_workers
+ISOLATION = concurrent_migrate concurrent_all migrate_vs_rollback rls_sessions drop_vs_migrate fleet_workers verify_reference
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/regress.conf
 TAP_TESTS = 1
 

@@ -1034,7 +1034,10 @@ reference_load(const char *signature, Fingerprint *ref, MemoryContext cxt)
  * Keeps a reference, replacing older ones of the same versions.  Not in a
  * read-only transaction (a standby), and not while another transaction
  * stores one for the same versions: that one is taken as a try-lock in the
- * extension's lock space, so nobody waits here.
+ * extension's lock space, so nobody waits here.  Not in a REPEATABLE READ
+ * or SERIALIZABLE transaction either: its snapshot may not show a
+ * reference committed since it began, and the INSERT would then fail the
+ * caller's transaction with a serialization error over a cache row.
  */
 static void
 reference_store(const char *signature, const char *versions,
@@ -1046,7 +1049,7 @@ reference_store(const char *signature, const char *versions,
 	Datum		values[3];
 	int			i;
 
-	if (XactReadOnly)
+	if (XactReadOnly || IsolationUsesXactSnapshot())
 		return;
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) TM_VERIFY_REF_KEY1,
 						 hash_bytes((const unsigned char *) versions, strlen(versions)),
