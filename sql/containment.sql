@@ -163,6 +163,21 @@ INSERT INTO tmp_rows VALUES (1);$s$);
 -- a tenant's own migrations can be undone: the foreign key's triggers on
 -- public.plans go with the tenant's table
 SELECT pg_temp.attempt('35', 'DROP TABLE public.subscriptions;');
+-- COMMENT ON, SECURITY LABEL and GRANT on a type or domain call no object
+-- access hook: they are checked before they run
+CREATE DOMAIN public.shared_code AS text;
+SELECT pg_temp.attempt('36', $s$DO $$ BEGIN EXECUTE 'COMMENT ON TABLE public.plans IS ''mine'''; END $$;$s$);
+SELECT pg_temp.attempt('37', $s$DO $$ BEGIN EXECUTE 'COMMENT ON COLUMN tenant_b.widgets.id IS ''mine'''; END $$;$s$);
+SELECT pg_temp.attempt('38', $s$DO $$ BEGIN EXECUTE 'SECURITY LABEL ON TABLE public.plans IS ''x'''; END $$;$s$);
+SELECT pg_temp.attempt('39', $s$DO $$ BEGIN EXECUTE 'GRANT USAGE ON DOMAIN public.shared_code TO PUBLIC'; END $$;$s$);
+-- the tenant's own objects stay free to comment on, as pg_dump output does
+SELECT pg_temp.attempt('41', $s$COMMENT ON TABLE public.widgets IS 'the widgets';
+COMMENT ON COLUMN public.widgets.id IS 'its id';$s$);
+SELECT obj_description('public.plans'::regclass, 'pg_class') AS plans_comment,
+       col_description('tenant_b.widgets'::regclass, 1) AS b_widgets_id_comment,
+       (SELECT typacl FROM pg_type WHERE oid = 'public.shared_code'::regtype) AS shared_code_acl,
+       obj_description('tenant_a.widgets'::regclass, 'pg_class') AS a_widgets_comment,
+       col_description('tenant_a.widgets'::regclass, 1) AS a_widgets_id_comment;
 
 SELECT * FROM pg_temp.shape('public') EXCEPT ALL SELECT * FROM before_public ORDER BY 1;
 SELECT * FROM pg_temp.shape('tenant_a') ORDER BY 1;

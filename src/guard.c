@@ -55,12 +55,14 @@
  * own guard: an object must pass every active guard).  An abort of the
  * (sub)transaction a guard began in clears it, as a safety net.
  *
- * GRANT and REVOKE do not call the hook: a ProcessUtility hook checks
- * their relations, routines and schemas before they run (also when they
- * come from EXECUTE, which goes through ProcessUtility too); GRANT on
- * types, domains and other kinds of objects is not checked.
+ * GRANT, REVOKE, COMMENT ON and SECURITY LABEL do not call the hook: a
+ * ProcessUtility hook checks their objects before they run (also when
+ * they come from EXECUTE, which goes through ProcessUtility too): for
+ * GRANT and REVOKE relations, routines, types, domains and schemas; GRANT
+ * on other kinds of objects (languages, large objects, foreign servers...)
+ * names nothing in a schema.
  *
- * Not covered: COMMENT ON and SECURITY LABEL do not call the hook; DML
+ * Not covered: DML
  * (INSERT, UPDATE, DELETE, TRUNCATE) on public tables is allowed on
  * purpose, tenant scripts seed shared data; settings (ALTER ROLE/DATABASE
  * ... SET) have no schema -- they only change where later unqualified
@@ -100,7 +102,9 @@
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "parser/parse_type.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -168,6 +172,7 @@ static void guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 								  QueryEnvironment *queryEnv,
 								  DestReceiver *dest, QueryCompletion *qc);
 static void guard_check_grant(GrantStmt *stmt);
+static void guard_check_named(const char *verb, ObjectType objtype, Node *object);
 static void guard_check(const char *verb, Oid classId, Oid objectId,
 						int subId, bool check_old);
 static GuardVerdict guard_judge(const GuardLevel *level, GuardObject *obj);
@@ -258,8 +263,9 @@ guard_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 }
 
 /*
- * GRANT and REVOKE change an object's ACL without calling the object
- * access hook, so they are checked here, before they run.
+ * GRANT and REVOKE change an object's ACL, COMMENT ON and SECURITY LABEL
+ * its description or label, without calling the object access hook, so
+ * they are checked here, before they run.
  */
 static void
 guard_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -267,8 +273,20 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 					  ParamListInfo params, QueryEnvironment *queryEnv,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
-	if (guard_top != NULL && IsA(pstmt->utilityStmt, GrantStmt))
-		guard_check_grant((GrantStmt *) pstmt->utilityStmt);
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (guard_top != NULL)
+	{
+		if (IsA(parsetree, GrantStmt))
+			guard_check_grant((GrantStmt *) parsetree);
+		else if (IsA(parsetree, CommentStmt))
+			guard_check_named("comment on", ((CommentStmt *) parsetree)->objtype,
+							  ((CommentStmt *) parsetree)->object);
+		else if (IsA(parsetree, SecLabelStmt))
+			guard_check_named("set a security label on",
+							  ((SecLabelStmt *) parsetree)->objtype,
+							  ((SecLabelStmt *) parsetree)->object);
+	}
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
@@ -279,9 +297,30 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 }
 
 /*
+ * The object of a COMMENT ON or SECURITY LABEL, found as the command will
+ * find it and locked as it will lock it (ShareUpdateExclusiveLock, see
+ * CommentObject), so the check and the command see the same object.  A
+ * name that does not resolve is left to the command to report.
+ */
+static void
+guard_check_named(const char *verb, ObjectType objtype, Node *object)
+{
+	ObjectAddress address;
+	Relation	rel = NULL;
+
+	address = get_object_address(objtype, object, &rel,
+								 ShareUpdateExclusiveLock, true);
+	if (rel != NULL)
+		table_close(rel, NoLock);
+	if (OidIsValid(address.objectId))
+		guard_check(verb, address.classId, address.objectId,
+					address.objectSubId, false);
+}
+
+/*
  * The objects of a GRANT or REVOKE that live in a schema: relations,
- * routines, schemas, and ALL ... IN SCHEMA.  Names that do not resolve are
- * left to the statement itself to report.
+ * routines, types and domains, schemas, and ALL ... IN SCHEMA.  Names that
+ * do not resolve are left to the statement itself to report.
  */
 static void
 guard_check_grant(GrantStmt *stmt)
@@ -315,6 +354,14 @@ guard_check_grant(GrantStmt *stmt)
 			oid = LookupFuncWithArgs(stmt->objtype, (ObjectWithArgs *) item, true);
 			if (OidIsValid(oid))
 				guard_check(verb, ProcedureRelationId, oid, 0, false);
+		}
+		else if (stmt->objtype == OBJECT_TYPE ||
+				 stmt->objtype == OBJECT_DOMAIN)
+		{
+			oid = LookupTypeNameOid(NULL, makeTypeNameFromNameList((List *) item),
+									true);
+			if (OidIsValid(oid))
+				guard_check(verb, TypeRelationId, oid, 0, false);
 		}
 	}
 }
