@@ -1011,19 +1011,26 @@ record_applied(const char *schema, bool shared, int n, TmPending **ps,
 	Oid			argtypes[7] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	TEXTARRAYOID, FLOAT8ARRAYOID, TEXTOID};
 	Datum		values[7];
-	Datum	   *versions = palloc(sizeof(Datum) * n);
-	Datum	   *names = palloc(sizeof(Datum) * n);
-	Datum	   *checksums = palloc(sizeof(Datum) * n);
-	Datum	   *rollbacks = palloc(sizeof(Datum) * n);
-	bool	   *rollback_nulls = palloc(sizeof(bool) * n);
-	Datum	   *starts = palloc(sizeof(Datum) * n);
-	Datum	   *durations = palloc(sizeof(Datum) * n);
+	Datum	   *versions;
+	Datum	   *names;
+	Datum	   *checksums;
+	Datum	   *rollbacks;
+	bool	   *rollback_nulls;
+	Datum	   *starts;
+	Datum	   *durations;
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
 	int			i;
 
 	if (n == 0)
 		return;
+	versions = palloc(sizeof(Datum) * n);
+	names = palloc(sizeof(Datum) * n);
+	checksums = palloc(sizeof(Datum) * n);
+	rollbacks = palloc(sizeof(Datum) * n);
+	rollback_nulls = palloc(sizeof(bool) * n);
+	starts = palloc(sizeof(Datum) * n);
+	durations = palloc(sizeof(Datum) * n);
 	for (i = 0; i < n; i++)
 	{
 		versions[i] = CStringGetTextDatum(ps[i]->version);
