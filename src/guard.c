@@ -176,6 +176,10 @@ static void guard_check_named(const char *verb, ObjectType objtype, Node *object
 static void guard_check(const char *verb, Oid classId, Oid objectId,
 						int subId, bool check_old);
 static GuardVerdict guard_judge(const GuardLevel *level, GuardObject *obj);
+static bool in_own_schema(Oid classId, Oid objectId, int subId,
+						  Snapshot snapshot);
+static Oid	row_oid(Oid catalog, Oid index, AttrNumber oidcol, Oid oid,
+					AttrNumber attnum, Snapshot snapshot);
 static void resolve_object(Oid classId, Oid objectId, int subId,
 						   Snapshot snapshot, GuardObject *obj);
 static void resolve_relation(Oid relid, Snapshot snapshot, GuardObject *obj);
@@ -382,6 +386,11 @@ guard_check(const char *verb, Oid classId, Oid objectId, int subId,
 	if (creating_extension)
 		return;
 
+	/* most objects are in the tenant's own schema: one row read says so */
+	if (in_own_schema(classId, objectId, subId, SnapshotSelf) &&
+		(!check_old || in_own_schema(classId, objectId, subId, NULL)))
+		return;
+
 	resolve_object(classId, objectId, subId, SnapshotSelf, &now);
 	if (check_old)
 		resolve_object(classId, objectId, subId, NULL, &old);
@@ -459,6 +468,118 @@ guard_judge(const GuardLevel *level, GuardObject *obj)
 }
 
 /*---- Where an object lives ----*/
+
+/*
+ * true if the object, as seen by snapshot, lives in the schema of every
+ * active guard (or in pg_toast, where a table's toast table goes and no
+ * tenant can be): the verdict resolve_object() and guard_judge() would
+ * reach, found with the fewest rows read.  The schema is derived as
+ * resolve_object() derives it; false (the full check decides) for
+ * anything else, an object not found included.
+ */
+static bool
+in_own_schema(Oid classId, Oid objectId, int subId, Snapshot snapshot)
+{
+	Oid			nspoid = InvalidOid;
+	GuardLevel *level;
+
+	switch (classId)
+	{
+		case NamespaceRelationId:
+			nspoid = objectId;
+			break;
+		case RelationRelationId:
+			nspoid = row_oid(RelationRelationId, ClassOidIndexId,
+							 Anum_pg_class_oid, objectId,
+							 Anum_pg_class_relnamespace, snapshot);
+			break;
+		case TypeRelationId:
+			nspoid = row_oid(TypeRelationId, TypeOidIndexId, Anum_pg_type_oid,
+							 objectId, Anum_pg_type_typnamespace, snapshot);
+			break;
+		case ConstraintRelationId:
+			nspoid = row_oid(ConstraintRelationId, ConstraintOidIndexId,
+							 Anum_pg_constraint_oid, objectId,
+							 Anum_pg_constraint_connamespace, snapshot);
+			break;
+		case TriggerRelationId:
+			{
+				HeapTuple	tup = fetch_row(TriggerRelationId, TriggerOidIndexId,
+											Anum_pg_trigger_oid, objectId,
+											snapshot);
+				Form_pg_trigger trg;
+
+				if (!HeapTupleIsValid(tup))
+					return false;
+				trg = (Form_pg_trigger) GETSTRUCT(tup);
+				/* a foreign key's trigger goes with its constraint */
+				if (OidIsValid(trg->tgconstraint))
+					return in_own_schema(ConstraintRelationId, trg->tgconstraint,
+										 0, snapshot);
+				return in_own_schema(RelationRelationId, trg->tgrelid, 0, snapshot);
+			}
+		case PolicyRelationId:
+			{
+				Oid			relid = row_oid(PolicyRelationId, PolicyOidIndexId,
+											Anum_pg_policy_oid, objectId,
+											Anum_pg_policy_polrelid, snapshot);
+
+				return OidIsValid(relid) &&
+					in_own_schema(RelationRelationId, relid, 0, snapshot);
+			}
+		case AttrDefaultRelationId:
+			{
+				/* created: (relation, column); dropped: the pg_attrdef row */
+				Oid			relid = (subId > 0) ? objectId :
+					row_oid(AttrDefaultRelationId, AttrDefaultOidIndexId,
+							Anum_pg_attrdef_oid, objectId,
+							Anum_pg_attrdef_adrelid, snapshot);
+
+				return OidIsValid(relid) &&
+					in_own_schema(RelationRelationId, relid, 0, snapshot);
+			}
+		default:
+			return false;
+	}
+
+	if (!OidIsValid(nspoid))
+		return false;
+	for (level = guard_top; level != NULL; level = level->outer)
+		if (nspoid != level->nspoid && nspoid != PG_TOAST_NAMESPACE)
+			return false;
+	return true;
+}
+
+/*
+ * The OID column attnum of the catalog row with the given OID, as seen by
+ * snapshot; InvalidOid if there is no such row.
+ */
+static Oid
+row_oid(Oid catalog, Oid index, AttrNumber oidcol, Oid oid,
+		AttrNumber attnum, Snapshot snapshot)
+{
+	Relation	rel = table_open(catalog, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			result = InvalidOid;
+
+	ScanKeyInit(&key, oidcol, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(oid));
+	scan = systable_beginscan(rel, index, true, snapshot, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, attnum, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			result = DatumGetObjectId(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
 
 /*
  * Fills obj for the object as seen by snapshot (SnapshotSelf: including
