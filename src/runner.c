@@ -491,11 +491,11 @@ tm_pending_scripts(const char *schema, bool shared, const char *target,
 	{
 		TmPending  *first = (TmPending *) linitial(pending);
 
-		tm_catalog_exec("SELECT m.version FROM public.tenant_migrations m"
-						"  JOIN public.tenant_migration_scripts s ON s.version OPERATOR(pg_catalog.=) m.version"
-						" WHERE m.tenant_schema OPERATOR(pg_catalog.=) $1::pg_catalog.name AND s.scope OPERATOR(pg_catalog.=) $2"
-						" ORDER BY public.tenant_version_key(m.version) DESC LIMIT 1",
-						2, argtypes, values, NULL, SPI_OK_SELECT);
+		tm_catalog_exec_cached("SELECT m.version FROM public.tenant_migrations m"
+							   "  JOIN public.tenant_migration_scripts s ON s.version OPERATOR(pg_catalog.=) m.version"
+							   " WHERE m.tenant_schema OPERATOR(pg_catalog.=) $1::pg_catalog.name AND s.scope OPERATOR(pg_catalog.=) $2"
+							   " ORDER BY public.tenant_version_key(m.version) DESC LIMIT 1",
+							   2, argtypes, values, NULL, SPI_OK_SELECT);
 		if (SPI_processed > 0 && tm_version_cmp(first->version, tm_spi_getstr(0, 1)) < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -538,9 +538,9 @@ check_dependencies(const char *schema, bool shared, List *pending)
 	if (!any)
 		return;
 
-	tm_catalog_exec("SELECT version FROM public.tenant_migrations"
-				" WHERE tenant_schema = $1::pg_catalog.name OR tenant_schema = 'public'",
-				1, &argtype, &arg, NULL, SPI_OK_SELECT);
+	tm_catalog_exec_cached("SELECT version FROM public.tenant_migrations"
+						   " WHERE tenant_schema = $1::pg_catalog.name OR tenant_schema = 'public'",
+						   1, &argtype, &arg, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 		done = lappend(done, tm_spi_getstr(i, 1));
 
@@ -981,8 +981,8 @@ tenant_key_of(const char *schema)
 	Datum		arg = CStringGetTextDatum(schema);
 	char	   *key = NULL;
 
-	tm_catalog_exec("SELECT tenant_key FROM public.tenant_registry WHERE schema_name = $1::pg_catalog.name",
-					1, &argtype, &arg, NULL, SPI_OK_SELECT);
+	tm_catalog_exec_cached("SELECT tenant_key FROM public.tenant_registry WHERE schema_name = $1::pg_catalog.name",
+						   1, &argtype, &arg, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		key = tm_spi_getstr(0, 1);
 	return key ? key : pstrdup("");
