@@ -7,12 +7,15 @@
 # (one round trip per statement); a no-op run; tenant_migration_status();
 # and the peak anonymous memory of every process of each run.
 #
-#   bash bench/run.sh [--tenants N] [--workers "1 2 4"] [--no-stream]
-#                     [--shared-buffers SIZE] [--keep]
+#   bash bench/run.sh [--tenants N] [--workers "1 2 4"] [--pairs N]
+#                     [--no-stream] [--shared-buffers SIZE] [--keep]
 #
 # --tenants N           tenants to create and migrate (default 1000)
 # --workers LIST        the fleet runs to time, by workers (default "1 2 4";
 #                       1 is always timed: the ratios are to it)
+# --pairs N             time the one-query client (B) and workers => 1 (C1)
+#                       N times each, in the order B C1 C1 B B C1..., each
+#                       on its own copy (default 2; 1 above 2,000 tenants)
 # --no-stream           leave out the psql stream (A), the slowest client
 # --shared-buffers SIZE shared_buffers of the throwaway server (default 256MB)
 # --keep                keep the work directory (cluster files, plan file,
@@ -35,19 +38,21 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
 
 usage() {
-	sed -n '10,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	sed -n '10,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 tenants=1000
 shared_buffers=256MB
 keep=false
 worker_counts="1 2 4"
+pairs=
 stream=true
 while [ $# -gt 0 ]; do
 	case $1 in
 	--tenants) [ $# -ge 2 ] || tm_die "--tenants needs a number"; tenants=$2; shift 2 ;;
 	--shared-buffers) [ $# -ge 2 ] || tm_die "--shared-buffers needs a size"; shared_buffers=$2; shift 2 ;;
 	--workers) [ $# -ge 2 ] || tm_die "--workers needs a list"; worker_counts=$2; shift 2 ;;
+	--pairs) [ $# -ge 2 ] || tm_die "--pairs needs a number"; pairs=$2; shift 2 ;;
 	--no-stream) stream=false; shift ;;
 	--keep) keep=true; shift ;;
 	-h | --help) usage; exit 0 ;;
@@ -55,6 +60,9 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [[ $tenants =~ ^[1-9][0-9]{0,5}$ ]] || tm_die "--tenants must be a number from 1 to 999999"
+# two pairs where a pair takes minutes, one where it takes most of an hour
+[ -n "$pairs" ] || if [ "$tenants" -le 2000 ]; then pairs=2; else pairs=1; fi
+[[ $pairs =~ ^[1-9]$ ]] || tm_die "--pairs must be a number from 1 to 9"
 [[ " $worker_counts " =~ ^(\ [1-9][0-9]?)+\ $ ]] || tm_die "--workers must be a list of numbers from 1 to 99"
 # workers => 1 first: the others are compared with it
 worker_counts="1 $(tr ' ' '\n' <<<"$worker_counts" | { grep -vx 1 || true; } | sort -nu | paste -sd' ')"
@@ -216,8 +224,11 @@ build_db bench_tmpl
 # the copies start vacuumed and analyzed
 q bench_tmpl "VACUUM (ANALYZE)" >/dev/null
 # bench_raw: the psql stream's copy (not made with --no-stream)
+# bench_one_<i>, bench_w1_<i>: the copies of the second and later pairs
 if $stream; then dbs="bench_raw bench_one"; else dbs="bench_one"; fi
+for ((i = 2; i <= pairs; i++)); do dbs="$dbs bench_one_$i"; done
 for w in $worker_counts; do dbs="$dbs bench_w$w"; done
+for ((i = 2; i <= pairs; i++)); do dbs="$dbs bench_w1_$i"; done
 for db in $dbs; do
 	psql_b postgres -qc "CREATE DATABASE $db TEMPLATE bench_tmpl"
 done
@@ -265,20 +276,7 @@ if $stream; then
 	tm_say "psql stream: $stream_ms ms"
 fi
 
-# ---- B. one query per tenant: one round trip per tenant ----
-settle
-settle_one=$settled_in
-load_one=$(loadavg)
-tm_say "timing one query per tenant on bench_one (load average $load_one)"
-t0=$EPOCHREALTIME
-sent=$(tm_as_pg "$work" "$onequery" "host=$work port=$port user=postgres dbname=bench_one" "$plan" 2>"$work/one.err") ||
-	tm_die "the one-query client failed: $(cat "$work/one.err")"
-one_ms=$(ms_since "$t0")
-dirty="$dirty bench_one"
-[ "$sent" -eq "$tenants" ] || tm_die "the one-query client sent $sent transactions, not $tenants"
-tm_say "one query per tenant: $one_ms ms"
-
-# ---- C. the fleet runs, with every process's memory sampled ----
+# ---- memory of the fleet runs: every process of a CALL, sampled ----
 # rss_kb PID — RssAnon (kB) of a process, nothing if it is gone
 rss_kb() {
 	local key value _
@@ -332,20 +330,49 @@ sampler() {
 	done
 }
 
+# ---- B. one query per tenant (one round trip per tenant), C. the fleet runs ----
 declare -A settle_of call_ms peak_total peak_leader peak_proc max_workers_seen nsamples_of load_of
-for w in $worker_counts; do
-	db=bench_w$w
-	pidfile=$work/call-$w.pid
-	stopfile=$work/sampler-$w.stop
-	samples=$work/rss-$w.samples
+run_order=
+# run_label KEY — "B (1)", "C1 (2)", "C4" for the summary
+run_label() {
+	case $1 in
+	one_*) echo "B (${1#one_})" ;;
+	1_*) echo "C1 (${1#1_})" ;;
+	*) echo "C$1" ;;
+	esac
+}
+
+# time_one DB KEY — B on DB: the one-query client sends the plan file
+time_one() {
+	local db=$1 key=$2 t0 sent
+	settle
+	settle_of[$key]=$settled_in
+	load_of[$key]=$(loadavg)
+	run_order="$run_order $key"
+	tm_say "timing one query per tenant on $db (load average ${load_of[$key]})"
+	t0=$EPOCHREALTIME
+	sent=$(tm_as_pg "$work" "$onequery" "host=$work port=$port user=postgres dbname=$db" "$plan" 2>"$work/one.err") ||
+		tm_die "the one-query client failed: $(cat "$work/one.err")"
+	call_ms[$key]=$(ms_since "$t0")
+	dirty="$dirty $db"
+	[ "$sent" -eq "$tenants" ] || tm_die "the one-query client sent $sent transactions, not $tenants"
+	tm_say "one query per tenant: ${call_ms[$key]} ms"
+}
+
+# time_call W DB KEY — C<W> on DB: CALL tenant_migrate_all(workers => W),
+# with every process's memory sampled
+time_call() {
+	local w=$1 db=$2 key=$3 pidfile=$work/call-$3.pid stopfile=$work/sampler-$3.stop
+	local samples=$work/rss-$3.samples behind
 	: >"$samples"
 	settle
-	settle_of[$w]=$settled_in
-	load_of[$w]=$(loadavg)
+	settle_of[$key]=$settled_in
+	load_of[$key]=$(loadavg)
+	run_order="$run_order $key"
 	sampler "$pidfile" "$stopfile" "$samples" &
 	sampler_pid=$!
-	tm_say "timing CALL tenant_migrate_all(workers => $w) on $db (load average ${load_of[$w]})"
-	psql_b "$db" -Atq >"$work/call-$w.out" 2>"$work/call-$w.err" <<SQL
+	tm_say "timing CALL tenant_migrate_all(workers => $w) on $db (load average ${load_of[$key]})"
+	psql_b "$db" -Atq >"$work/call-$key.out" 2>"$work/call-$key.err" <<SQL
 \o $pidfile
 SELECT pg_backend_pid();
 \o
@@ -357,18 +384,51 @@ SQL
 	wait "$sampler_pid" || true
 	sampler_pid=
 	dirty="$dirty $db"
-	call_ms[$w]=$(timing_ms "$work/call-$w.out" | tail -n 1)
-	[ -n "${call_ms[$w]}" ] || tm_die "no timing for the CALL (see $work/call-$w.out)"
-	tm_say "CALL tenant_migrate_all(workers => $w): ${call_ms[$w]} ms"
-	grep -h 'finished in\|worker' "$work/call-$w.err" | sed 's/^/    /' || true
+	call_ms[$key]=$(timing_ms "$work/call-$key.out" | tail -n 1)
+	[ -n "${call_ms[$key]}" ] || tm_die "no timing for the CALL (see $work/call-$key.out)"
+	tm_say "CALL tenant_migrate_all(workers => $w): ${call_ms[$key]} ms"
+	grep -h 'finished in\|worker' "$work/call-$key.err" | sed 's/^/    /' || true
 	behind=$(q "$db" "SELECT count(*) FROM tenant_migration_status() WHERE pending > 0 OR last_error IS NOT NULL")
-	[ "$behind" -eq 0 ] || tm_die "$db: $behind tenants not migrated by the CALL (see $work/call-$w.err)"
-	nsamples_of[$w]=$(wc -l <"$samples")
-	peak_total[$w]=$(awk '$2 > m { m = $2 } END { printf "%.1f", m / 1024 }' "$samples")
-	peak_leader[$w]=$(awk '$3 > m { m = $3 } END { printf "%.1f", m / 1024 }' "$samples")
-	peak_proc[$w]=$(awk '$4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$samples")
-	max_workers_seen[$w]=$(awk '$5 > m { m = $5 } END { print m + 0 }' "$samples")
+	[ "$behind" -eq 0 ] || tm_die "$db: $behind tenants not migrated by the CALL (see $work/call-$key.err)"
+	nsamples_of[$key]=$(wc -l <"$samples")
+	peak_total[$key]=$(awk '$2 > m { m = $2 } END { printf "%.1f", m / 1024 }' "$samples")
+	peak_leader[$key]=$(awk '$3 > m { m = $3 } END { printf "%.1f", m / 1024 }' "$samples")
+	peak_proc[$key]=$(awk '$4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$samples")
+	max_workers_seen[$key]=$(awk '$5 > m { m = $5 } END { print m + 0 }' "$samples")
+}
+
+# B and C1 in pairs, every other pair in the other order (B C1 C1 B ...):
+# whatever drifts over the run (the file system's recent deletions, the
+# cluster's size, autovacuum's backlog) falls on both alike.
+one_keys='' call1_keys='' call1_dbs=''
+for ((i = 1; i <= pairs; i++)); do
+	if [ "$i" -eq 1 ]; then sfx=; else sfx=_$i; fi
+	if ((i % 2)); then
+		time_one "bench_one$sfx" "one_$i"
+		time_call 1 "bench_w1$sfx" "1_$i"
+	else
+		time_call 1 "bench_w1$sfx" "1_$i"
+		time_one "bench_one$sfx" "one_$i"
+	fi
+	one_keys="$one_keys one_$i" call1_keys="$call1_keys 1_$i" call1_dbs="$call1_dbs bench_w1$sfx"
 done
+for w in $worker_counts; do
+	[ "$w" -eq 1 ] || time_call "$w" "bench_w$w" "$w"
+done
+# B and C1: the mean of their runs
+mean_of() { for k in "$@"; do echo "${call_ms[$k]}"; done | awk '{ s += $1 } END { printf "%.1f", s / NR }'; }
+runs_of() { for k in "$@"; do echo "${call_ms[$k]}"; done | paste -sd' '; }
+# shellcheck disable=SC2086
+{
+	one_ms=$(mean_of $one_keys) one_runs=$(runs_of $one_keys)
+	call1_runs=$(runs_of $call1_keys)
+	call_ms[1]=$(mean_of $call1_keys)
+	peak_proc[1]=$(for k in $call1_keys; do echo "${peak_proc[$k]}"; done | sort -g | tail -n 1)
+	peak_leader[1]=$(for k in $call1_keys; do echo "${peak_leader[$k]}"; done | sort -g | tail -n 1)
+	peak_total[1]=$(for k in $call1_keys; do echo "${peak_total[$k]}"; done | sort -g | tail -n 1)
+	max_workers_seen[1]=$(for k in $call1_keys; do echo "${max_workers_seen[$k]}"; done | sort -g | tail -n 1)
+	nsamples_of[1]=$(for k in $call1_keys; do echo "${nsamples_of[$k]}"; done | paste -sd+ | bc)
+}
 
 # Every database must now be in the same state: every tenant migrated.
 count_objects="SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname LIKE 'tenant\\_%'"
@@ -381,8 +441,10 @@ done
 
 # Where the sequential CALL's time went: the scripts' own statements
 # (duration_ms of each applied migration) vs the rest (bookkeeping, locks,
-# commits, caches).
-scripts_ms=$(q bench_w1 "SELECT round(sum(duration_ms)::numeric, 1) FROM tenant_migrations WHERE tenant_schema <> 'public'")
+# commits, caches); the mean over the C1 runs.
+scripts_ms=$(for db in $call1_dbs; do
+	q "$db" "SELECT round(sum(duration_ms)::numeric, 1) FROM tenant_migrations WHERE tenant_schema <> 'public'"
+done | awk '{ s += $1 } END { printf "%.1f", s / NR }')
 
 # ---- D. no-op run (every tenant up to date), 3 times ----
 settle
@@ -450,23 +512,27 @@ summary=$TM_SRC/bench/out/summary-$tenants-$(date +%Y%m%d-%H%M%S).txt
 	printf 'plan file %s bytes (BEGIN; SET LOCAL search_path; the %s rewritten scripts; COMMIT; per tenant)\n\n' "$plan_bytes" "$nscripts"
 	printf 'clients (the same SQL, no bookkeeping)\n'
 	printf 'A. psql stream, psql -f: one round trip per statement     %s ms  (%s ms/tenant)\n' "$stream_ms" "$(per "$stream_ms")"
-	printf 'B. one query per tenant (libpq): one round trip per tenant %s ms  (%s ms/tenant)\n\n' "$one_ms" "$(per "$one_ms")"
+	printf 'B. one query per tenant (libpq): one round trip per tenant %s ms  (%s ms/tenant; mean of runs: %s)\n\n' "$one_ms" "$(per "$one_ms")" "$one_runs"
 	printf 'CALL tenant_migrate_all(workers => n)\n'
 	for w in $worker_counts; do
-		printf 'C%s. workers => %s: %s ms  (%s ms/tenant, %s tenants/s; speedup over workers => 1: %s)\n' \
+		printf 'C%s. workers => %s: %s ms  (%s ms/tenant, %s tenants/s; speedup over workers => 1: %s%s)\n' \
 			"$w" "$w" "${call_ms[$w]}" "$(per "${call_ms[$w]}")" \
 			"$(awk -v a="${call_ms[$w]}" -v n="$tenants" 'BEGIN { printf "%.1f", n / (a / 1000) }')" \
-			"$(div "${call_ms[1]}" "${call_ms[$w]}")"
+			"$(div "${call_ms[1]}" "${call_ms[$w]}")" \
+			"$([ "$w" -ne 1 ] || printf '; mean of runs: %s' "$call1_runs")"
 		printf '    peak RssAnon (MB): largest process %s, the CALL backend %s, all together %s; most workers at once %s (%s samples)\n' \
 			"${peak_proc[$w]}" "${peak_leader[$w]}" "${peak_total[$w]}" "${max_workers_seen[$w]}" "${nsamples_of[$w]}"
 	done
 	printf '    workers => 1: script statements (sum of tenant_migrations.duration_ms) %s ms, the rest %s ms\n' "$scripts_ms" "$overhead_ms"
 	printf 'D. no-op CALL (all up to date), median of 3  %s ms  (runs: %s)\n' "$noop_ms" "$noop_all"
 	printf 'E. tenant_migration_status(), median of 5    %s ms  (runs: %s)\n' "$status_ms" "$status_all"
-	printf 'load average (1 min) before A %s, before B %s, before C1/C2/C4 %s/%s/%s (%s CPUs)\n' \
-		"$load_stream" "$load_one" "${load_of[1]}" "${load_of[2]:--}" "${load_of[4]:--}" "$(nproc)"
-	printf 'settling (VACUUM of what the last phase changed, CHECKPOINT, autovacuum idle) before B %s ms, C1/C2/C4 %s/%s/%s ms, D %s ms\n\n' \
-		"$settle_one" "${settle_of[1]}" "${settle_of[2]:--}" "${settle_of[4]:--}" "$settle_noop"
+	printf 'order of the timed runs, with the load average (1 min, %s CPUs) and the settling time (VACUUM of what\n' "$(nproc)"
+	printf 'the last run changed, CHECKPOINT, autovacuum idle) before each:\n'
+	[ "$stream_ms" = - ] || printf '  A %s, -\n' "$load_stream"
+	for k in $run_order; do
+		printf '  %s %s, %s ms\n' "$(run_label "$k")" "${load_of[$k]}" "${settle_of[$k]}"
+	done
+	printf '  D -, %s ms\n\n' "$settle_noop"
 	printf 'targets\n'
 	printf '  workers => 1 / one query per tenant <= %s   %s   %s%s\n' "$target_ratio" "$ratio" "$(pass "$ratio" '<=' "$target_ratio")" "$(at_scale 1000)"
 	printf '  workers => 2 speedup >= %s                %s   %s%s\n' "$target_speedup" "$speedup2" "$(pass "$speedup2" '>=' "$target_speedup")" "$(at_scale 1000)"
@@ -476,5 +542,8 @@ summary=$TM_SRC/bench/out/summary-$tenants-$(date +%Y%m%d-%H%M%S).txt
 	printf '  peak RssAnon of any process < %s MB    %s MB   %s\n\n' "$target_rss_mb" "$peak_any" "$(pass "$peak_any" '<' "$target_rss_mb")"
 	printf 'benchmark wall time %s s\n' "$total_s"
 } | tee "$summary"
-for w in $worker_counts; do cp "$work/rss-$w.samples" "${summary%.txt}.rss-w$w"; done
+for k in $call1_keys; do cp "$work/rss-$k.samples" "${summary%.txt}.rss-w$k"; done
+for w in $worker_counts; do
+	[ "$w" -eq 1 ] || cp "$work/rss-$w.samples" "${summary%.txt}.rss-w$w"
+done
 tm_say "summary written to $summary"
