@@ -381,9 +381,13 @@ compile_pending(TmPending *p, bool shared, const TmKeepSet *keep,
 		foreach(lc, cache->entries)
 		{
 			c = (TmPending *) lfirst(lc);
-			if (strcmp(c->version, p->version) == 0 &&
-				strcmp(c->checksum, p->checksum) == 0 &&
-				(c->down_sql == NULL) == (p->down_sql == NULL) &&
+			if (strcmp(c->version, p->version) != 0 ||
+				strcmp(c->checksum, p->checksum) != 0)
+				continue;
+			/* the query left out a text compiled and checked here before */
+			if (p->up_sql == NULL)
+				p->up_sql = c->up_sql;
+			if ((c->down_sql == NULL) == (p->down_sql == NULL) &&
 				(c->down_sql == NULL || strcmp(c->down_sql, p->down_sql) == 0))
 			{
 				p->up = c->up;
@@ -391,6 +395,7 @@ compile_pending(TmPending *p, bool shared, const TmKeepSet *keep,
 				return;
 			}
 		}
+		Assert(p->up_sql != NULL);
 		oldcxt = MemoryContextSwitchTo(cache->cxt);
 		c = palloc0(sizeof(TmPending));
 		c->version = pstrdup(p->version);
@@ -428,12 +433,39 @@ pending_cmp(const ListCell *a, const ListCell *b)
 	return tm_version_qsort_cmp(&pa->version, &pb->version);
 }
 
+/*
+ * The versions and checksums of the scripts compiled into cache, as two
+ * text[] (empty without a cache).
+ */
+static void
+known_scripts(const TmScriptCache *cache, Datum *versions, Datum *checksums)
+{
+	int			n = (cache != NULL) ? list_length(cache->entries) : 0;
+	Datum	   *v = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *c = palloc(sizeof(Datum) * Max(n, 1));
+	int			i = 0;
+	ListCell   *lc;
+
+	if (cache != NULL)
+	{
+		foreach(lc, cache->entries)
+		{
+			TmPending  *e = (TmPending *) lfirst(lc);
+
+			v[i] = CStringGetTextDatum(e->version);
+			c[i++] = CStringGetTextDatum(e->checksum);
+		}
+	}
+	*versions = PointerGetDatum(construct_array(v, n, TEXTOID, -1, false, TYPALIGN_INT));
+	*checksums = PointerGetDatum(construct_array(c, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
 List *
 tm_pending_scripts(const char *schema, bool shared, const char *target,
 				   const TmKeepSet *keep, TmScriptCache *cache)
 {
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[4];
 	List	   *pending = NIL;
 	uint64		i;
 	uint64		n;
@@ -441,13 +473,23 @@ tm_pending_scripts(const char *schema, bool shared, const char *target,
 
 	values[0] = CStringGetTextDatum(schema);
 	values[1] = CStringGetTextDatum(shared ? TM_SCOPE_SHARED : TM_SCOPE_TENANT);
-	tm_catalog_exec_cached("SELECT s.version, s.name, s.checksum, s.up_sql, s.down_sql, s.depends_on,"
-				"       s.registered_by::pg_catalog.text"
-				"  FROM public.tenant_migration_scripts s"
-				" WHERE s.scope = $2"
-				"   AND NOT EXISTS (SELECT 1 FROM public.tenant_migrations m"
-				"                    WHERE m.tenant_schema = $1::pg_catalog.name AND m.version = s.version)",
-				2, argtypes, values, NULL, SPI_OK_SELECT);
+	known_scripts(cache, &values[2], &values[3]);
+
+	/*
+	 * The up script's text only where this process has not compiled and
+	 * checked it yet: a fleet run would otherwise read, decompress and hash
+	 * every script for every tenant.
+	 */
+	tm_catalog_exec_cached("SELECT s.version, s.name, s.checksum,"
+						   "       CASE WHEN (s.version, s.checksum) IN"
+						   "                 (SELECT k.v, k.c FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) AS k(v, c))"
+						   "            THEN NULL ELSE s.up_sql END,"
+						   "       s.down_sql, s.depends_on, s.registered_by::pg_catalog.text"
+						   "  FROM public.tenant_migration_scripts s"
+						   " WHERE s.scope = $2"
+						   "   AND NOT EXISTS (SELECT 1 FROM public.tenant_migrations m"
+						   "                    WHERE m.tenant_schema = $1::pg_catalog.name AND m.version = s.version)",
+						   4, argtypes, values, NULL, SPI_OK_SELECT);
 	tuptable = SPI_tuptable;
 	n = SPI_processed;
 
@@ -472,7 +514,8 @@ tm_pending_scripts(const char *schema, bool shared, const char *target,
 		p->author = SPI_getvalue(tup, desc, 7);
 
 		/* the text that runs must be the text that was registered */
-		if (strcmp(tm_checksum(p->up_sql, strlen(p->up_sql)), p->checksum) != 0)
+		if (p->up_sql != NULL &&
+			strcmp(tm_checksum(p->up_sql, strlen(p->up_sql)), p->checksum) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("up script of migration %s does not match its checksum", p->version),
