@@ -173,6 +173,14 @@ SELECT pg_temp.attempt('39', $s$DO $$ BEGIN EXECUTE 'GRANT USAGE ON DOMAIN publi
 -- the tenant's own objects stay free to comment on, as pg_dump output does
 SELECT pg_temp.attempt('41', $s$COMMENT ON TABLE public.widgets IS 'the widgets';
 COMMENT ON COLUMN public.widgets.id IS 'its id';$s$);
+-- the guard remembers the schema of a table it has judged once (its
+-- defaults, indexes and triggers go by it): a move forgets it, so the
+-- table is judged where it is now
+SELECT pg_temp.attempt('42', $s$CREATE TABLE public.memo (a int DEFAULT 1, b int);
+CREATE INDEX memo_b ON public.memo (b);
+DO $$ BEGIN EXECUTE 'ALTER TABLE ' || current_schema() || '.memo SET SCHEMA other'; END $$;
+DO $$ BEGIN EXECUTE 'CREATE TRIGGER memo_trg BEFORE UPDATE ON other.memo FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()'; END $$;
+DO $$ BEGIN EXECUTE 'ALTER TABLE other.memo SET SCHEMA public'; END $$;$s$);
 SELECT obj_description('public.plans'::regclass, 'pg_class') AS plans_comment,
        col_description('tenant_b.widgets'::regclass, 1) AS b_widgets_id_comment,
        (SELECT typacl FROM pg_type WHERE oid = 'public.shared_code'::regtype) AS shared_code_acl,

@@ -153,6 +153,28 @@ typedef enum GuardVerdict
 } GuardVerdict;
 
 static GuardLevel *guard_top = NULL;
+
+/*
+ * The schemas of relations and constraints seen (with SnapshotSelf, or a
+ * new relation's relcache entry) while guards are active: the parents that
+ * a table's defaults, columns, triggers and policies are judged by, read
+ * once instead of once per child.  An entry goes when its object is altered or dropped (an object
+ * changes schema only through an ALTER, which calls the hook for it), and
+ * all of them when a subtransaction aborts or the last guard ends.
+ */
+typedef struct SchemaMemoKey
+{
+	Oid			classId;
+	Oid			objectId;
+} SchemaMemoKey;
+
+typedef struct SchemaMemoEntry
+{
+	SchemaMemoKey key;
+	Oid			nspoid;
+} SchemaMemoEntry;
+
+static HTAB *schema_memo = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
@@ -178,6 +200,11 @@ static void guard_check(const char *verb, Oid classId, Oid objectId,
 static GuardVerdict guard_judge(const GuardLevel *level, GuardObject *obj);
 static bool in_own_schema(Oid classId, Oid objectId, int subId,
 						  Snapshot snapshot);
+static Oid	object_schema(Oid classId, Oid objectId, Snapshot snapshot);
+static void schema_memo_forget(Oid classId, Oid objectId);
+static void memo_created_relation(Oid relid);
+static HTAB *schema_memo_table(void);
+static void schema_memo_reset(void);
 static Oid	row_oid(Oid catalog, Oid index, AttrNumber oidcol, Oid oid,
 					AttrNumber attnum, Snapshot snapshot);
 static void resolve_object(Oid classId, Oid objectId, int subId,
@@ -256,9 +283,11 @@ guard_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 			guard_check("create", classId, objectId, subId, false);
 			break;
 		case OAT_POST_ALTER:
+			schema_memo_forget(classId, objectId);
 			guard_check("alter", classId, objectId, subId, true);
 			break;
 		case OAT_DROP:
+			schema_memo_forget(classId, objectId);
 			guard_check("drop", classId, objectId, subId, false);
 			break;
 		default:
@@ -386,6 +415,14 @@ guard_check(const char *verb, Oid classId, Oid objectId, int subId,
 	if (creating_extension)
 		return;
 
+	/*
+	 * A relation this command created is in the relation cache already
+	 * (heap_create() put it there): its schema costs no catalog read.
+	 */
+	if (classId == RelationRelationId && subId == 0 && !check_old &&
+		strcmp(verb, "create") == 0)
+		memo_created_relation(objectId);
+
 	/* most objects are in the tenant's own schema: one row read says so */
 	if (in_own_schema(classId, objectId, subId, SnapshotSelf) &&
 		(!check_old || in_own_schema(classId, objectId, subId, NULL)))
@@ -489,18 +526,12 @@ in_own_schema(Oid classId, Oid objectId, int subId, Snapshot snapshot)
 			nspoid = objectId;
 			break;
 		case RelationRelationId:
-			nspoid = row_oid(RelationRelationId, ClassOidIndexId,
-							 Anum_pg_class_oid, objectId,
-							 Anum_pg_class_relnamespace, snapshot);
+		case ConstraintRelationId:
+			nspoid = object_schema(classId, objectId, snapshot);
 			break;
 		case TypeRelationId:
 			nspoid = row_oid(TypeRelationId, TypeOidIndexId, Anum_pg_type_oid,
 							 objectId, Anum_pg_type_typnamespace, snapshot);
-			break;
-		case ConstraintRelationId:
-			nspoid = row_oid(ConstraintRelationId, ConstraintOidIndexId,
-							 Anum_pg_constraint_oid, objectId,
-							 Anum_pg_constraint_connamespace, snapshot);
 			break;
 		case TriggerRelationId:
 			{
@@ -548,6 +579,97 @@ in_own_schema(Oid classId, Oid objectId, int subId, Snapshot snapshot)
 		if (nspoid != level->nspoid && nspoid != PG_TOAST_NAMESPACE)
 			return false;
 	return true;
+}
+
+/*
+ * The schema of a relation or constraint as seen by snapshot (InvalidOid:
+ * no such row); with SnapshotSelf, from schema_memo when it has the
+ * object.
+ */
+static Oid
+object_schema(Oid classId, Oid objectId, Snapshot snapshot)
+{
+	SchemaMemoKey key;
+	SchemaMemoEntry *entry;
+	Oid			nspoid;
+
+	key.classId = classId;
+	key.objectId = objectId;
+	if (snapshot == SnapshotSelf && schema_memo != NULL)
+	{
+		entry = hash_search(schema_memo, &key, HASH_FIND, NULL);
+		if (entry != NULL)
+			return entry->nspoid;
+	}
+
+	if (classId == RelationRelationId)
+		nspoid = row_oid(RelationRelationId, ClassOidIndexId, Anum_pg_class_oid,
+						 objectId, Anum_pg_class_relnamespace, snapshot);
+	else
+		nspoid = row_oid(ConstraintRelationId, ConstraintOidIndexId,
+						 Anum_pg_constraint_oid, objectId,
+						 Anum_pg_constraint_connamespace, snapshot);
+
+	if (snapshot == SnapshotSelf && OidIsValid(nspoid))
+	{
+		entry = hash_search(schema_memo_table(), &key, HASH_ENTER, NULL);
+		entry->nspoid = nspoid;
+	}
+	return nspoid;
+}
+
+/* The memo, made when first needed */
+static HTAB *
+schema_memo_table(void)
+{
+	if (schema_memo == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(SchemaMemoKey);
+		ctl.entrysize = sizeof(SchemaMemoEntry);
+		ctl.hcxt = TopMemoryContext;
+		schema_memo = hash_create("tenant_migrate guard schemas", 256, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	return schema_memo;
+}
+
+/* Puts a just created relation's schema, from its relcache entry, in the memo */
+static void
+memo_created_relation(Oid relid)
+{
+	Relation	rel = RelationIdGetRelation(relid);
+	SchemaMemoEntry *entry;
+	SchemaMemoKey key;
+
+	if (rel == NULL)
+		return;					/* the catalog read will tell */
+	key.classId = RelationRelationId;
+	key.objectId = relid;
+	entry = hash_search(schema_memo_table(), &key, HASH_ENTER, NULL);
+	entry->nspoid = rel->rd_rel->relnamespace;
+	RelationClose(rel);
+}
+
+static void
+schema_memo_forget(Oid classId, Oid objectId)
+{
+	SchemaMemoKey key;
+
+	if (schema_memo == NULL)
+		return;
+	key.classId = classId;
+	key.objectId = objectId;
+	(void) hash_search(schema_memo, &key, HASH_REMOVE, NULL);
+}
+
+static void
+schema_memo_reset(void)
+{
+	if (schema_memo != NULL)
+		hash_destroy(schema_memo);
+	schema_memo = NULL;
 }
 
 /*
@@ -1119,6 +1241,8 @@ guard_pop(void)
 
 	guard_top = level->outer;
 	pfree(level);
+	if (guard_top == NULL)
+		schema_memo_reset();
 }
 
 /*
@@ -1159,6 +1283,8 @@ guard_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			/* guards begun in it or in its children; outer ones stay */
 			while (guard_top != NULL && guard_top->subid >= mySubid)
 				guard_pop();
+			/* what it changed is undone: schemas seen in it may be too */
+			schema_memo_reset();
 			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
 			/* the snapshot moves to the parent's resource owner too */
