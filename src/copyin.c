@@ -209,11 +209,17 @@ tm_execute_statement(const TmScript *script, int i, const char *sql,
 		(void) set_config_option("search_path", TM_SHARED_SCHEMA,
 								 superuser() ? PGC_SUSET : PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		tm_oneshot_begin(sql);
 		rc = SPI_execute(sql, false, 0);
+		tm_oneshot_end();
 		AtEOXact_GUC(true, nestlevel);
 	}
 	else
+	{
+		tm_oneshot_begin(sql);
 		rc = SPI_execute(sql, false, 0);
+		tm_oneshot_end();
+	}
 
 	if (note)
 		error_context_stack = notecb.previous;

@@ -964,6 +964,7 @@ run_script(const TmScript *orig_script, const char *schema, Oid nspoid,
 		{
 			ErrorData  *edata;
 
+			tm_oneshot_end();
 			if (!shared)
 				tm_guard_end();
 			MemoryContextSwitchTo(oldcxt);

@@ -590,6 +590,16 @@ extern void tm_guard_init(void);
 extern void tm_guard_begin(Oid tenant_nspoid, const char *tenant_schema);
 extern void tm_guard_end(void);
 
+/*
+ * Around the SPI_execute() of one script statement (copyin.c): its text,
+ * which SPI's one-shot plan passes on as the query string.  The first
+ * ProcessUtility call with that very text then runs without the copy of
+ * the tree that SPI asks for (readOnlyTree), which protects cached plans
+ * and a one-shot plan does not need; see guard_process_utility().
+ */
+extern void tm_oneshot_begin(const char *sql);
+extern void tm_oneshot_end(void);
+
 /*---- Row level security (rls.c) ----*/
 
 /* tenant_migrate.tenant_setting: the setting that holds the tenant key */
