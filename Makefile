@@ -30,7 +30,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 SHLIB_LINK += -lcrypto
 
 # Every test suite starts its own throwaway server (run as a non-root user).
-REGRESS = install versions scripts rewrite rewrite_apply rewrite_fuzz lifecycle rollback status errors privileges security load containment rls tenant_roles real_formats real_history verify retire error_context fleet_runs nontx function_bodies
+REGRESS = install versions scripts rewrite rewrite_apply rewrite_fuzz lifecycle rollback status errors privileges security load containment rls tenant_roles real_formats real_history verify retire error_context fleet_runs nontx function_bodies fk_new_table
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
 ISOLATION = concurrent_migrate concurrent_all migrate_vs_rollback rls_sessions drop_vs_migrate fleet_workers verify_reference
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/regress.conf

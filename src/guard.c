@@ -334,7 +334,10 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 	{
 		if (readOnlyTree && queryString == oneshot_sql &&
 			context == PROCESS_UTILITY_QUERY)
+		{
 			readOnlyTree = false;
+			tm_skip_empty_fk_validation(parsetree);
+		}
 		oneshot_sql = NULL;
 	}
 

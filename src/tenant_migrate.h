@@ -600,6 +600,9 @@ extern void tm_guard_end(void);
 extern void tm_oneshot_begin(const char *sql);
 extern void tm_oneshot_end(void);
 
+/* A new, empty table's foreign keys need no validation (copyin.c) */
+extern void tm_skip_empty_fk_validation(Node *parsetree);
+
 /*---- Row level security (rls.c) ----*/
 
 /* tenant_migrate.tenant_setting: the setting that holds the tenant key */
