@@ -158,9 +158,10 @@ static GuardLevel *guard_top = NULL;
  * The schemas of relations and constraints seen (with SnapshotSelf, or a
  * new relation's relcache entry) while guards are active: the parents that
  * a table's defaults, columns, triggers and policies are judged by, read
- * once instead of once per child.  An entry goes when its object is altered or dropped (an object
- * changes schema only through an ALTER, which calls the hook for it), and
- * all of them when a subtransaction aborts or the last guard ends.
+ * once instead of once per child.  An entry goes when its object is
+ * altered or dropped (an object changes schema only through an ALTER,
+ * which calls the hook for it), and all of them when a subtransaction
+ * aborts or the last guard ends.
  */
 typedef struct SchemaMemoKey
 {
@@ -325,10 +326,12 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 	/*
 	 * A script statement's one-shot plan is run once and freed, so the
-	 * tree needs no protecting copy (2% of a fleet run's instructions).
-	 * Only the first call after tm_oneshot_begin() can be the statement
-	 * itself, and only if SPI passed its text on unchanged; anything run
-	 * from inside it (a function's cached plans) keeps the copy.
+	 * tree needs no protecting copy (2% of a fleet run's instructions), and
+	 * a new empty table's foreign keys may be marked as needing no check
+	 * (copyin.c).  Only the first call after tm_oneshot_begin() can be the
+	 * statement itself, and only if SPI passed its text on unchanged;
+	 * anything run from inside it (a function's cached plans) keeps the
+	 * copy and is left as it is.
 	 */
 	if (oneshot_sql != NULL)
 	{
