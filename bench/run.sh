@@ -342,13 +342,18 @@ run_label() {
 	esac
 }
 
+# phase_start KEY — settle, then note the settling time, the load and the order
+phase_start() {
+	settle
+	settle_of[$1]=$settled_in
+	load_of[$1]=$(loadavg)
+	run_order="$run_order $1"
+}
+
 # time_one DB KEY — B on DB: the one-query client sends the plan file
 time_one() {
 	local db=$1 key=$2 t0 sent
-	settle
-	settle_of[$key]=$settled_in
-	load_of[$key]=$(loadavg)
-	run_order="$run_order $key"
+	phase_start "$key"
 	tm_say "timing one query per tenant on $db (load average ${load_of[$key]})"
 	t0=$EPOCHREALTIME
 	sent=$(tm_as_pg "$work" "$onequery" "host=$work port=$port user=postgres dbname=$db" "$plan" 2>"$work/one.err") ||
@@ -365,10 +370,7 @@ time_call() {
 	local w=$1 db=$2 key=$3 pidfile=$work/call-$3.pid stopfile=$work/sampler-$3.stop
 	local samples=$work/rss-$3.samples behind
 	: >"$samples"
-	settle
-	settle_of[$key]=$settled_in
-	load_of[$key]=$(loadavg)
-	run_order="$run_order $key"
+	phase_start "$key"
 	sampler "$pidfile" "$stopfile" "$samples" &
 	sampler_pid=$!
 	tm_say "timing CALL tenant_migrate_all(workers => $w) on $db (load average ${load_of[$key]})"

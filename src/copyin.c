@@ -17,7 +17,7 @@
  *
  * A foreign key added by ALTER TABLE to a table the same transaction
  * created, and that has no rows, is created valid without the check query
- * (tm_skip_empty_fk_validation), as CREATE TABLE creates its own.
+ * (skip_empty_fk_validation), as CREATE TABLE creates its own.
  *
  *-------------------------------------------------------------------------
  */
@@ -165,6 +165,52 @@ tm_copy_from_text(const char *stmt_sql, const char *data, int len)
 	return processed;
 }
 
+/* The text of the script statement SPI is about to run (tm_oneshot_utility) */
+static const char *oneshot_sql = NULL;
+
+static void skip_empty_fk_validation(Node *parsetree);
+
+/*
+ * Whether this ProcessUtility call is the one-shot plan of the script
+ * statement tm_execute_statement() handed to SPI_execute().  Such a plan is
+ * run once and freed, so its tree needs no protecting copy (SPI asks for
+ * one, readOnlyTree, to spare cached plans; 2% of a fleet run's
+ * instructions), and may be changed.  Only the first call after the mark
+ * can be the statement itself, and only if SPI passed its text on
+ * unchanged (a one-shot plan's query string is the caller's): anything
+ * run from inside it (a function's cached plans) is left as it is.
+ */
+bool
+tm_oneshot_utility(Node *parsetree, const char *queryString,
+				   ProcessUtilityContext context)
+{
+	bool		mine = (oneshot_sql != NULL && queryString == oneshot_sql &&
+						context == PROCESS_UTILITY_QUERY);
+
+	oneshot_sql = NULL;
+	if (mine)
+		skip_empty_fk_validation(parsetree);
+	return mine;
+}
+
+void
+tm_oneshot_end(void)
+{
+	oneshot_sql = NULL;
+}
+
+/* SPI_execute() of a script statement, marked for tm_oneshot_utility() */
+static int
+execute_oneshot(const char *sql)
+{
+	int			rc;
+
+	oneshot_sql = sql;
+	rc = SPI_execute(sql, false, 0);
+	oneshot_sql = NULL;
+	return rc;
+}
+
 /*
  * ALTER TABLE ... ADD FOREIGN KEY on a plain table that this transaction
  * created and that has no rows has nothing to validate: its keys are
@@ -177,8 +223,8 @@ tm_copy_from_text(const char *stmt_sql, const char *data, int len)
  * earlier transaction, a partitioned table or one with children is left
  * alone.  parsetree must be a tree the caller may change.
  */
-void
-tm_skip_empty_fk_validation(Node *parsetree)
+static void
+skip_empty_fk_validation(Node *parsetree)
 {
 	AlterTableStmt *stmt;
 	List	   *fks = NIL;
@@ -275,17 +321,11 @@ tm_execute_statement(const TmScript *script, int i, const char *sql,
 		(void) set_config_option("search_path", TM_SHARED_SCHEMA,
 								 superuser() ? PGC_SUSET : PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-		tm_oneshot_begin(sql);
-		rc = SPI_execute(sql, false, 0);
-		tm_oneshot_end();
+		rc = execute_oneshot(sql);
 		AtEOXact_GUC(true, nestlevel);
 	}
 	else
-	{
-		tm_oneshot_begin(sql);
-		rc = SPI_execute(sql, false, 0);
-		tm_oneshot_end();
-	}
+		rc = execute_oneshot(sql);
 
 	if (note)
 		error_context_stack = notecb.previous;

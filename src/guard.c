@@ -176,9 +176,6 @@ typedef struct SchemaMemoEntry
 } SchemaMemoEntry;
 
 static HTAB *schema_memo = NULL;
-
-/* tm_oneshot_begin(): the text of the script statement SPI is to run */
-static const char *oneshot_sql = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
@@ -209,8 +206,6 @@ static void schema_memo_forget(Oid classId, Oid objectId);
 static void memo_created_relation(Oid relid);
 static HTAB *schema_memo_table(void);
 static void schema_memo_reset(void);
-static Oid	row_oid(Oid catalog, Oid index, AttrNumber oidcol, Oid oid,
-					AttrNumber attnum, Snapshot snapshot);
 static void resolve_object(Oid classId, Oid objectId, int subId,
 						   Snapshot snapshot, GuardObject *obj);
 static void resolve_relation(Oid relid, Snapshot snapshot, GuardObject *obj);
@@ -261,18 +256,6 @@ tm_guard_begin(Oid tenant_nspoid, const char *tenant_schema)
 }
 
 void
-tm_oneshot_begin(const char *sql)
-{
-	oneshot_sql = sql;
-}
-
-void
-tm_oneshot_end(void)
-{
-	oneshot_sql = NULL;
-}
-
-void
 tm_guard_end(void)
 {
 	if (guard_top == NULL)
@@ -296,6 +279,9 @@ guard_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	switch (access)
 	{
 		case OAT_POST_CREATE:
+			/* heap_create() put a new relation in the relation cache */
+			if (classId == RelationRelationId && subId == 0)
+				memo_created_relation(objectId);
 			guard_check("create", classId, objectId, subId, false);
 			break;
 		case OAT_POST_ALTER:
@@ -324,25 +310,9 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 
-	/*
-	 * A script statement's one-shot plan is run once and freed, so the
-	 * tree needs no protecting copy (2% of a fleet run's instructions), and
-	 * a new empty table's foreign keys may be marked as needing no check
-	 * (copyin.c).  Only the first call after tm_oneshot_begin() can be the
-	 * statement itself, and only if SPI passed its text on unchanged;
-	 * anything run from inside it (a function's cached plans) keeps the
-	 * copy and is left as it is.
-	 */
-	if (oneshot_sql != NULL)
-	{
-		if (readOnlyTree && queryString == oneshot_sql &&
-			context == PROCESS_UTILITY_QUERY)
-		{
-			readOnlyTree = false;
-			tm_skip_empty_fk_validation(parsetree);
-		}
-		oneshot_sql = NULL;
-	}
+	/* a script statement's own one-shot tree needs no copy (copyin.c) */
+	if (readOnlyTree && tm_oneshot_utility(parsetree, queryString, context))
+		readOnlyTree = false;
 
 	if (guard_top != NULL)
 	{
@@ -451,14 +421,6 @@ guard_check(const char *verb, Oid classId, Oid objectId, int subId,
 	if (creating_extension)
 		return;
 
-	/*
-	 * A relation this command created is in the relation cache already
-	 * (heap_create() put it there): its schema costs no catalog read.
-	 */
-	if (classId == RelationRelationId && subId == 0 && !check_old &&
-		strcmp(verb, "create") == 0)
-		memo_created_relation(objectId);
-
 	/* most objects are in the tenant's own schema: one row read says so */
 	if (in_own_schema(classId, objectId, subId, SnapshotSelf) &&
 		(!check_old || in_own_schema(classId, objectId, subId, NULL)))
@@ -554,6 +516,8 @@ static bool
 in_own_schema(Oid classId, Oid objectId, int subId, Snapshot snapshot)
 {
 	Oid			nspoid = InvalidOid;
+	Oid			relid = InvalidOid;	/* or judged by this relation */
+	HeapTuple	tup;
 	GuardLevel *level;
 
 	switch (classId)
@@ -566,49 +530,47 @@ in_own_schema(Oid classId, Oid objectId, int subId, Snapshot snapshot)
 			nspoid = object_schema(classId, objectId, snapshot);
 			break;
 		case TypeRelationId:
-			nspoid = row_oid(TypeRelationId, TypeOidIndexId, Anum_pg_type_oid,
-							 objectId, Anum_pg_type_typnamespace, snapshot);
+			tup = fetch_row(TypeRelationId, TypeOidIndexId, Anum_pg_type_oid,
+							objectId, snapshot);
+			if (HeapTupleIsValid(tup))
+				nspoid = ((Form_pg_type) GETSTRUCT(tup))->typnamespace;
 			break;
 		case TriggerRelationId:
-			{
-				HeapTuple	tup = fetch_row(TriggerRelationId, TriggerOidIndexId,
-											Anum_pg_trigger_oid, objectId,
-											snapshot);
-				Form_pg_trigger trg;
-
-				if (!HeapTupleIsValid(tup))
-					return false;
-				trg = (Form_pg_trigger) GETSTRUCT(tup);
-				/* a foreign key's trigger goes with its constraint */
-				if (OidIsValid(trg->tgconstraint))
-					return in_own_schema(ConstraintRelationId, trg->tgconstraint,
-										 0, snapshot);
-				return in_own_schema(RelationRelationId, trg->tgrelid, 0, snapshot);
-			}
+			tup = fetch_row(TriggerRelationId, TriggerOidIndexId,
+							Anum_pg_trigger_oid, objectId, snapshot);
+			if (!HeapTupleIsValid(tup))
+				return false;
+			/* a foreign key's trigger goes with its constraint */
+			if (OidIsValid(((Form_pg_trigger) GETSTRUCT(tup))->tgconstraint))
+				return in_own_schema(ConstraintRelationId,
+									 ((Form_pg_trigger) GETSTRUCT(tup))->tgconstraint,
+									 0, snapshot);
+			relid = ((Form_pg_trigger) GETSTRUCT(tup))->tgrelid;
+			break;
 		case PolicyRelationId:
-			{
-				Oid			relid = row_oid(PolicyRelationId, PolicyOidIndexId,
-											Anum_pg_policy_oid, objectId,
-											Anum_pg_policy_polrelid, snapshot);
-
-				return OidIsValid(relid) &&
-					in_own_schema(RelationRelationId, relid, 0, snapshot);
-			}
+			tup = fetch_row(PolicyRelationId, PolicyOidIndexId,
+							Anum_pg_policy_oid, objectId, snapshot);
+			if (HeapTupleIsValid(tup))
+				relid = ((Form_pg_policy) GETSTRUCT(tup))->polrelid;
+			break;
 		case AttrDefaultRelationId:
+			/* created: (relation, column); dropped: the pg_attrdef row */
+			if (subId > 0)
+				relid = objectId;
+			else
 			{
-				/* created: (relation, column); dropped: the pg_attrdef row */
-				Oid			relid = (subId > 0) ? objectId :
-					row_oid(AttrDefaultRelationId, AttrDefaultOidIndexId,
-							Anum_pg_attrdef_oid, objectId,
-							Anum_pg_attrdef_adrelid, snapshot);
-
-				return OidIsValid(relid) &&
-					in_own_schema(RelationRelationId, relid, 0, snapshot);
+				tup = fetch_row(AttrDefaultRelationId, AttrDefaultOidIndexId,
+								Anum_pg_attrdef_oid, objectId, snapshot);
+				if (HeapTupleIsValid(tup))
+					relid = ((Form_pg_attrdef) GETSTRUCT(tup))->adrelid;
 			}
+			break;
 		default:
 			return false;
 	}
 
+	if (OidIsValid(relid))
+		nspoid = object_schema(RelationRelationId, relid, snapshot);
 	if (!OidIsValid(nspoid))
 		return false;
 	for (level = guard_top; level != NULL; level = level->outer)
@@ -639,12 +601,21 @@ object_schema(Oid classId, Oid objectId, Snapshot snapshot)
 	}
 
 	if (classId == RelationRelationId)
-		nspoid = row_oid(RelationRelationId, ClassOidIndexId, Anum_pg_class_oid,
-						 objectId, Anum_pg_class_relnamespace, snapshot);
+	{
+		HeapTuple	tup = fetch_row(RelationRelationId, ClassOidIndexId,
+									Anum_pg_class_oid, objectId, snapshot);
+
+		nspoid = HeapTupleIsValid(tup) ?
+			((Form_pg_class) GETSTRUCT(tup))->relnamespace : InvalidOid;
+	}
 	else
-		nspoid = row_oid(ConstraintRelationId, ConstraintOidIndexId,
-						 Anum_pg_constraint_oid, objectId,
-						 Anum_pg_constraint_connamespace, snapshot);
+	{
+		HeapTuple	tup = fetch_row(ConstraintRelationId, ConstraintOidIndexId,
+									Anum_pg_constraint_oid, objectId, snapshot);
+
+		nspoid = HeapTupleIsValid(tup) ?
+			((Form_pg_constraint) GETSTRUCT(tup))->connamespace : InvalidOid;
+	}
 
 	if (snapshot == SnapshotSelf && OidIsValid(nspoid))
 	{
@@ -706,37 +677,6 @@ schema_memo_reset(void)
 	if (schema_memo != NULL)
 		hash_destroy(schema_memo);
 	schema_memo = NULL;
-}
-
-/*
- * The OID column attnum of the catalog row with the given OID, as seen by
- * snapshot; InvalidOid if there is no such row.
- */
-static Oid
-row_oid(Oid catalog, Oid index, AttrNumber oidcol, Oid oid,
-		AttrNumber attnum, Snapshot snapshot)
-{
-	Relation	rel = table_open(catalog, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			result = InvalidOid;
-
-	ScanKeyInit(&key, oidcol, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(oid));
-	scan = systable_beginscan(rel, index, true, snapshot, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, attnum, RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			result = DatumGetObjectId(d);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return result;
 }
 
 /*
@@ -1295,7 +1235,7 @@ guard_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 			while (guard_top != NULL)
 				guard_pop();
-			oneshot_sql = NULL;
+			tm_oneshot_end();
 			break;
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
@@ -1322,7 +1262,7 @@ guard_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				guard_pop();
 			/* what it changed is undone: schemas seen in it may be too */
 			schema_memo_reset();
-			oneshot_sql = NULL;
+			tm_oneshot_end();
 			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
 			/* the snapshot moves to the parent's resource owner too */

@@ -19,6 +19,7 @@
 #include "nodes/pg_list.h"
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
+#include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/guc.h"
 #include "utils/resowner.h"
@@ -591,17 +592,16 @@ extern void tm_guard_begin(Oid tenant_nspoid, const char *tenant_schema);
 extern void tm_guard_end(void);
 
 /*
- * Around the SPI_execute() of one script statement (copyin.c): its text,
- * which SPI's one-shot plan passes on as the query string.  The first
- * ProcessUtility call with that very text then runs without the copy of
- * the tree that SPI asks for (readOnlyTree), which protects cached plans
- * and a one-shot plan does not need; see guard_process_utility().
+ * The script statement tm_execute_statement() runs as SPI's one-shot plan
+ * (copyin.c).  tm_oneshot_utility(), called by the ProcessUtility hook:
+ * true if this call is that statement's own (its tree may then be changed
+ * and needs no protecting copy), after marking a new empty table's
+ * foreign keys as needing no check; the mark is spent by the first call.
+ * tm_oneshot_end() clears it (on error and abort).
  */
-extern void tm_oneshot_begin(const char *sql);
+extern bool tm_oneshot_utility(Node *parsetree, const char *queryString,
+							   ProcessUtilityContext context);
 extern void tm_oneshot_end(void);
-
-/* A new, empty table's foreign keys need no validation (copyin.c) */
-extern void tm_skip_empty_fk_validation(Node *parsetree);
 
 /*---- Row level security (rls.c) ----*/
 
